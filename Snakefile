@@ -1,0 +1,32 @@
+# dcgan-repro: regenerates every table and figure of Radford, Metz & Chintala (2015).
+#   snakemake --cores 8 --use-conda                                  (paper scale, config.yaml)
+#   snakemake --cores 2 --configfile presets/demo.yaml               (offline demo on real stand-in images)
+# This file only wires: config, validation, includes, the final targets.
+import sys
+
+sys.path.insert(0, workflow.basedir)
+from dcgan_repro.config import validate_config
+
+
+configfile: "config.yaml"
+
+
+validate_config(config)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/dedup.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/svm.smk"
+include: "workflow/rules/mnist_eval.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        all_tables(),
+        all_figures(),

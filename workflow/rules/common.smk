@@ -1,0 +1,81 @@
+# The one place that reads config and builds target lists and paths.
+import os
+
+# Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [workflow.basedir, os.environ.get("PYTHONPATH", "")] if p
+)
+
+DATA = config["data"]["root"]
+RUNS = list(config["runs"])
+# Features for the SVM: which trained D is applied to which labelled dataset (Sec. 5.1, 5.2).
+FEATURE_SETS = {"cifar10": "imagenet32", "svhn": "svhn"}
+SVM_PROTOCOLS = {
+    "svm_cifar10_all": "cifar10",
+    "svm_cifar10_400pc": "cifar10",
+    "svm_svhn_1000": "svhn",
+}
+MNIST_MODELS = ["mnist_dcgan", "mnist_gan"]
+MNIST_COUNTS = list(config["mnist_eval"]["sample_counts"])
+# Figures 2, 3, 10, 11: sample sheets (run, epoch or None for the final generator).
+SAMPLE_SHEETS = {
+    "fig02_lsun_epoch1": ("lsun", 1),
+    "fig03_lsun_epoch5": ("lsun", config["runs"]["lsun"]["snapshot_epochs"][-1]),
+    "fig10_faces": ("faces", None),
+    "fig11_imagenet": ("imagenet32", None),
+}
+FIGURES = [
+    *SAMPLE_SHEETS,
+    "fig04_interpolation",
+    "fig05_guided_backprop",
+    "fig06_window_dropout",
+    "fig07_vector_arithmetic",
+    "fig08_turn_vector",
+    "fig09_mnist_samples",
+]
+TABLES = ["table1_cifar10", "table2_svhn", "table3_mnist"]
+
+
+wildcard_constraints:
+    run="|".join(RUNS),
+    shard=r"\d+",
+    split="train|test",
+    protocol="|".join(SVM_PROTOCOLS),
+    size="|".join(MNIST_COUNTS),
+    sheet="|".join(SAMPLE_SHEETS),
+
+
+def common_params():
+    """Settings every torch-using script needs."""
+    return {"preset": config["preset"], "device": config["device"], "precision": config["precision"]}
+
+
+def dataset_dir(name):
+    """Folder of an ingested dataset in the common .npy format."""
+    return f"{DATA}/{name}"
+
+
+def train_dataset_dir(run):
+    """The dataset a training run reads: LSUN after dedup (Sec. 4.1.1) unless dedup is disabled."""
+    ds = config["runs"][run]["dataset"]
+    if ds == "lsun":
+        return dataset_dir("lsun" if config["dedup"]["enabled"] else "lsun_raw")
+    return dataset_dir(ds)
+
+
+def model_path(run):
+    return f"results/models/{run}/model.pt"
+
+
+def shard_ids(stage):
+    return [f"{i:04d}" for i in range(config[stage]["shards"])]
+
+
+def all_tables():
+    return [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")] + [
+        "results/tables/README.md"
+    ]
+
+
+def all_figures():
+    return [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]

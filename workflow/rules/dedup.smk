@@ -1,0 +1,71 @@
+# Stage: LSUN de-duplication with a denoising-autoencoder semantic hash (Sec. 4.1.1; dcgan_repro.dedup).
+
+
+rule train_dedup_autoencoder:
+    input:
+        dataset_dir("lsun_raw"),
+    output:
+        "results/dedup/autoencoder.pt",
+    params:
+        dedup=config["dedup"],
+        common=common_params(),
+    log:
+        "logs/results/dedup/autoencoder.log",
+    benchmark:
+        "logs/benchmarks/dedup/train_autoencoder.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        runtime=12 * 60,
+        mem_mb=16000,
+    script:
+        "../scripts/train_dedup_autoencoder.py"
+
+
+rule dedup_hash_shard:
+    """Scatter: binary codes for one contiguous shard of the collection."""
+    input:
+        data=dataset_dir("lsun_raw"),
+        model="results/dedup/autoencoder.pt",
+    output:
+        "results/dedup/shards/{shard}.npz",
+    params:
+        shard=lambda w: int(w.shard),
+        shards=config["dedup"]["shards"],
+        dedup=config["dedup"],
+        common=common_params(),
+    log:
+        "logs/results/dedup/shards/{shard}.log",
+    benchmark:
+        "logs/benchmarks/dedup/hash_{shard}.tsv"
+    threads: 2
+    resources:
+        runtime=60,
+        mem_mb=8000,
+    script:
+        "../scripts/dedup_hash_shard.py"
+
+
+rule dedup_gather:
+    """Gather: bucket equal codes, keep one image per bucket, write the de-duplicated dataset."""
+    input:
+        data=dataset_dir("lsun_raw"),
+        shards=expand("results/dedup/shards/{shard}.npz", shard=shard_ids("dedup")),
+    output:
+        data=directory(dataset_dir("lsun")),
+        summary="results/dedup/summary.json",
+        kept="results/dedup/kept.txt",
+        removed="results/dedup/removed.csv",
+        sheet="results/dedup/collisions.png",
+    params:
+        dedup=config["dedup"],
+        preset=config["preset"],
+    log:
+        "logs/results/dedup/gather.log",
+    benchmark:
+        "logs/benchmarks/dedup/gather.tsv"
+    resources:
+        runtime=120,
+        mem_mb=32000,
+    script:
+        "../scripts/dedup_gather.py"

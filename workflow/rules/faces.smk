@@ -1,0 +1,44 @@
+# Stage: face detection and cropping with OpenCV's Haar cascade (Sec. 4.2; dcgan_repro.faces).
+
+
+rule detect_faces_shard:
+    """Scatter: detect faces in one shard of the source images; boxes JSON + 64x64 crops."""
+    input:
+        dataset_dir("faces_raw"),
+    output:
+        boxes="results/faces/shards/{shard}.json",
+        crops="resources/faces_shards/{shard}.npy",
+    params:
+        shard=lambda w: int(w.shard),
+        shards=config["faces"]["shards"],
+        faces=config["faces"],
+    log:
+        "logs/results/faces/shards/{shard}.log",
+    benchmark:
+        "logs/benchmarks/faces/detect_{shard}.tsv"
+    resources:
+        runtime=120,
+        mem_mb=4000,
+    script:
+        "../scripts/detect_faces_shard.py"
+
+
+rule gather_faces:
+    """Gather: concatenate crops into the faces training set; counts and reasons in a summary."""
+    input:
+        source=dataset_dir("faces_raw"),
+        boxes=expand("results/faces/shards/{shard}.json", shard=shard_ids("faces")),
+        crops=expand("resources/faces_shards/{shard}.npy", shard=shard_ids("faces")),
+    output:
+        data=directory(dataset_dir("faces")),
+        summary="results/faces/summary.json",
+    params:
+        faces=config["faces"],
+        preset=config["preset"],
+    log:
+        "logs/results/faces/gather.log",
+    resources:
+        runtime=60,
+        mem_mb=16000,
+    script:
+        "../scripts/gather_faces.py"

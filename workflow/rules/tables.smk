@@ -1,0 +1,65 @@
+# Stage: tables 1-3 (dcgan_repro.tables), built only from result files, with the paper's numbers beside ours.
+
+
+rule table1_cifar10:
+    input:
+        all_labels="results/svm/svm_cifar10_all.json",
+        per_class="results/svm/svm_cifar10_400pc.json",
+        data=dataset_dir("cifar10"),
+    output:
+        csv="results/tables/table1_cifar10.csv",
+        md="results/tables/table1_cifar10.md",
+    params:
+        preset=config["preset"],
+    log:
+        "logs/results/tables/table1_cifar10.log",
+    script:
+        "../scripts/table1_cifar10.py"
+
+
+rule table2_svhn:
+    input:
+        svm="results/svm/svm_svhn_1000.json",
+        cnn="results/svm/supervised_cnn_svhn_1000.json",
+        data=dataset_dir("svhn"),
+    output:
+        csv="results/tables/table2_svhn.csv",
+        md="results/tables/table2_svhn.md",
+    params:
+        preset=config["preset"],
+    log:
+        "logs/results/tables/table2_svhn.log",
+    script:
+        "../scripts/table2_svhn.py"
+
+
+rule table3_mnist:
+    input:
+        generated=expand(
+            "results/mnist/{run}_nn{size}.json", run=MNIST_MODELS, size=MNIST_COUNTS
+        ),
+        real="results/mnist/real_nn.json",
+        data=dataset_dir("mnist"),
+    output:
+        csv="results/tables/table3_mnist.csv",
+        md="results/tables/table3_mnist.md",
+    params:
+        preset=config["preset"],
+    log:
+        "logs/results/tables/table3_mnist.log",
+    script:
+        "../scripts/table3_mnist.py"
+
+
+rule tables_index:
+    """results/tables/README.md: what each table reproduces, and from which preset and data."""
+    input:
+        [f"results/tables/{t}.csv" for t in TABLES],
+    output:
+        "results/tables/README.md",
+    params:
+        preset=config["preset"],
+    log:
+        "logs/results/tables/index.log",
+    script:
+        "../scripts/tables_index.py"
