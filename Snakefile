@@ -2,13 +2,14 @@
 #   snakemake --cores 8 --use-conda                                  (paper scale, config.yaml)
 #   snakemake --cores 2 --configfile presets/demo.yaml               (offline demo on real stand-in images)
 # This file only wires: config, validation, includes, the final targets.
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)
 from dcgan_repro.config import validate_config
 
 
-configfile: "config.yaml"
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate_config(config)

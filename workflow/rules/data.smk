@@ -16,8 +16,11 @@ rule ingest:
         f"logs/{DATA}/{{dataset}}.log",
     benchmark:
         f"logs/benchmarks/ingest/{{dataset}}.tsv"
+    threads: 8  # image decoding threads (LSUN, ImageNet, face folders); Snakemake caps it at --cores
     resources:
         runtime=24 * 60,
         mem_mb=16000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/ingest.py"

@@ -1,0 +1,342 @@
+"""MNIST nearest-neighbour evaluation of class-conditional generators (Sec. 5.3, Table 3).
+
+Protocol (authors' code: ``mnist/train_cond_dcgan.py`` + ``lib/metrics.py`` ``nnc_score`` / ``nnd_score``):
+generate class-conditional samples, use them with their conditioning labels as the training set of a
+1-nearest-neighbour classifier (Euclidean distance on [0, 1] pixels) and classify real MNIST images. The error on
+the test set is Table 3; the validation split (60k train shuffled with seed 42, last 10k) is what the authors
+scored during training and is the only number model selection may use. ``nnd_score`` (the mean distance from
+each real image to its nearest generated sample) is reported too.
+
+The 10M-sample column needs 10M x 20k distances. :class:`StreamingNN` never holds the reference set or a full
+distance matrix: references arrive in chunks and each query keeps a running (distance, index) minimum.
+
+Exactness. The fast pass ranks references by ``||x||^2 - 2 q.x`` (``||q||^2`` is constant per query) with one
+matmul per tile, in fp32 or bf16. Both have rounding error (bf16 inputs carry 8 significant bits, and the
+expansion cancels), so the fast pass only nominates candidates, which are re-scored exactly as
+``sum((q - x)^2)`` in float64 (the brute-force float64 reference); ties go to the lowest reference index.
+Margin argument: let ``r_j`` be the true rank value of reference ``j`` and ``s_j`` the computed one, with
+``|s_j - r_j| <= E`` for every ``j`` of the tile (bound in :func:`_error_bound`). If ``j*`` is a true nearest
+neighbour and ``a`` the fast-pass argmin, then ``s_j* <= r_j* + E <= r_a + E <= s_a + 2E``: every true nearest
+neighbour (and every reference tied with it) satisfies ``s_j <= min_k s_k + 2E`` and is re-checked. Across
+tiles a reference can only beat the running exact best ``b`` if ``r_j < b - ||q||^2``, i.e.
+``s_j < b - ||q||^2 + E``; the candidate threshold is the smaller of the two, plus a float64 slack so that
+references within float64 rounding of the best are re-checked too. The threshold is rounded up when cast to
+fp32, so the comparison never drops a candidate. Each re-checked pair also verifies the premise
+``|s_j - r_j| <= E`` and raises if a backend ever breaks it (e.g. a matmul that does not accumulate in fp32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from dcgan_repro import io, runtime
+
+log = logging.getLogger(__name__)
+
+U32 = 2.0**-24  # unit roundoff of float32 (24 significant bits)
+U64 = 2.0**-53  # unit roundoff of float64
+UBF16 = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits)
+SAFETY = 1.25  # widens the proven margin: a wider margin only re-checks more candidates, never changes a decision
+SEARCH_PRECISIONS = ("fp32", "bf16")
+BF16_SCALE = 255.0  # bf16 pass works on 255 * x: pixels k/255 become the integers k, exact in bf16
+
+
+def _gamma(n: int, u: float = U32) -> float:
+    """gamma_n = n u / (1 - n u): relative error bound of an n-term sum in any order (Higham, Sec. 3.1)."""
+    return n * u / (1.0 - n * u)
+
+
+@contextlib.contextmanager
+def _ieee_fp32_matmul() -> Iterator[None]:
+    """Force true fp32 matmuls (no TF32 / implicit bf16) while the fp32 bound is relied on; restore after."""
+    knobs = [getattr(torch.backends.cuda, "matmul", None), getattr(torch.backends.mkldnn, "matmul", None)]
+    knobs = [k for k in knobs if k is not None and hasattr(k, "fp32_precision")]
+    saved = [k.fp32_precision for k in knobs]
+    try:
+        for k in knobs:
+            k.fp32_precision = "ieee"
+        yield
+    finally:
+        for k, v in zip(knobs, saved):
+            k.fp32_precision = v
+
+
+# --- the streaming exact 1-NN ----------------------------------------------------------------------------
+
+
+@dataclass
+class NNResult:
+    """Exact 1-NN of every query over the whole streamed reference set."""
+
+    index: np.ndarray  # (Q,) int64: global index of the nearest reference (lowest index among exact ties)
+    sqdist: np.ndarray  # (Q,) float64: its squared Euclidean distance, sum((q - x)^2) in float64
+    label: np.ndarray  # (Q,) int64: its label
+    stats: dict[str, Any] = field(default_factory=dict)  # references seen, pairs re-checked, worst error/bound
+
+    @property
+    def dist(self) -> np.ndarray:
+        """(Q,) float64 Euclidean distance to the nearest reference."""
+        return np.sqrt(self.sqdist)
+
+
+class StreamingNN:
+    """Exact 1-NN of a fixed query set against references that arrive in chunks.
+
+    ``update(X_chunk, y_chunk)`` consumes one chunk (n, ...) of float images (flattened to D); ``result()``
+    returns the :class:`NNResult`. Memory: the queries, one reference chunk and one (query tile x reference
+    tile) block of ``tile_elems`` scores, whatever the total number of references.
+
+    Fast pass. With scale s (1 for fp32, 255 for bf16) one matmul of augmented operands
+    ``[s q, 1, 1, h_q, l_q] . [s x, h_x, l_x, 1, 1]`` (h + l = -s^2 ||.||^2 / 2 split into a high and a low
+    part, one part in fp32) yields the score ``t = s^2 (q.x - ||x||^2/2 - ||q||^2/2) = -s^2 d / 2`` directly:
+    larger is nearer, and no extra pass over the score block is needed. Error of the computed score,
+    with P = s^2 ||q|| max||x|| >= s^2 sum|q_i x_i| and N = s^2 (max||x||^2 + ||q||^2) (see :meth:`_bounds`):
+      input rounding (bf16: u_b per operand, 0 where the operand is exactly representable, as 255 * k/255 is)
+      + fp32 scaling (2.01 u P) + accumulation gamma_{D+4} (1.01 P + 0.51 N) + norm split (rho N / 2)
+      = E_f per query, and output rounding u_o (|t| + E_f) (u_o = 2^-8 for a bf16 result, 2^-24 for fp32).
+    Margin argument (a = fast-pass argmax, j* = a true nearest neighbour, so |t_j*| <= |t_a|):
+      t~_j* >= t_j* - E_j* >= t_a - E_j* >= t~_a - E_a - E_j*, and E_a, E_j* <= (1 + u_o) E_f + u_o |t_a| with
+      |t_a| <= (|t~_a| + (1 + u_o) E_f) / (1 - u_o).
+    Across tiles a reference can only beat the running exact best b if t_j >= -s^2 b / 2 - (float64 slack),
+    hence t~_j >= -s^2 b / 2 - slack - (1 + u_o) E_f - u_o (s^2 b / 2 + slack). The candidate threshold is the
+    larger (stricter) of the two lower bounds, minus a float64 slack so that references within float64 rounding
+    of the best are re-checked too, rounded down when cast, so no true nearest neighbour is ever dropped.
+    """
+
+    def __init__(self, query: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", *,
+                 search: str = "fp32", tile_elems: int | None = None, max_pairs: int = 1 << 20,
+                 pair_batch: int = 4096) -> None:
+        if search not in SEARCH_PRECISIONS:
+            raise ValueError(f"search precision must be one of {SEARCH_PRECISIONS}, got {search!r}")
+        self.device = runtime.resolve_device(device) if isinstance(device, str) else torch.device(device)
+        q = _as_float_matrix(query, "query")
+        if len(q) == 0:
+            raise ValueError("query set is empty")
+        self.search = search
+        self.d = q.shape[1]
+        self.q = q.to(self.device, torch.float32).contiguous()  # (Q, D) fp32, for the exact re-check
+        if not bool(torch.isfinite(self.q).all()):
+            raise ValueError("query images contain NaN or inf")
+        self.fast_dtype = torch.bfloat16 if search == "bf16" else torch.float32
+        self.scale = BF16_SCALE if search == "bf16" else 1.0
+        self.k_aug = -(-(self.d + 4) // 32) * 32  # D + 4 augmented columns, zero-padded to a multiple of 32
+        q64 = self.q.double()  # (Q, D)
+        self.q_sqnorm = (q64 * q64).sum(1)  # (Q,) float64 ||q||^2
+        del q64
+        self.q_fast, self.q_input_u = self._augment(self.q, query_side=True)  # (Q, K) fast operand
+        self.q_sqnorm_s = self.q_sqnorm * self.scale**2  # (Q,) scaled ||q||^2
+        self.q_norm_s = self.q_sqnorm_s.sqrt() * (1 + 2 * _gamma(self.d))  # (Q,) upper bound of s ||q||
+        self.gamma = _gamma(self.k_aug)
+        self.rho = (UBF16**2 if search == "bf16" else U32) + 1.01 * _gamma(self.d + 1)  # norm split + norm sum
+        self.u_out = U32
+        if search == "bf16":
+            self.u_out = U32 if self._mm_fp32_out_supported() else UBF16
+        n_q = len(self.q)
+        if tile_elems is None:
+            tile_elems = (1 << 28) if self.device.type == "cuda" else (1 << 24)  # scores per block
+        self.q_tile = min(n_q, 4096 if self.device.type == "cpu" else 32768)
+        self.r_tile = max(256, tile_elems // self.q_tile)
+        self.max_pairs = max_pairs  # candidate pairs gathered at once (bounds memory in near-duplicate floods)
+        self.pair_batch = pair_batch  # pairs re-scored in float64 at once
+        self.best_d = torch.full((n_q,), math.inf, dtype=torch.float64, device=self.device)  # (Q,)
+        self.best_i = torch.full((n_q,), -1, dtype=torch.int64, device=self.device)  # (Q,)
+        self.best_y = torch.full((n_q,), -1, dtype=torch.int64, device=self.device)  # (Q,)
+        self.n_ref = 0
+        self.n_pairs = 0
+        self.worst_err_ratio = 0.0
+
+    # fast-pass operands ------------------------------------------------------------------------------------
+
+    def _augment(self, x: torch.Tensor, query_side: bool) -> tuple[torch.Tensor, float]:
+        """(n, D) fp32 -> (n, K) fast operand [s x, h, l, 1, 1] (reference side) or [s x, 1, 1, h, l] (query side).
+
+        Also returns the relative input rounding of the pixel block: 0 when s x is exact in the fast dtype.
+        """
+        n = len(x)
+        xs = x * self.scale if self.scale != 1.0 else x  # (n, D) fp32
+        half = -0.5 * (xs * xs).sum(1)  # (n,) fp32 -s^2 ||x||^2 / 2
+        out = torch.zeros((n, self.k_aug), dtype=self.fast_dtype, device=x.device)  # (n, K)
+        out[:, :self.d] = xs
+        exact = bool((out[:, :self.d].float() == xs).all()) if self.fast_dtype != torch.float32 else True
+        hi = half.to(self.fast_dtype)  # (n,)
+        lo = (half - hi.float()).to(self.fast_dtype)  # (n,) exact difference in fp32, then rounded
+        c_norm, c_one = (self.d + 2, self.d) if query_side else (self.d, self.d + 2)
+        out[:, c_norm], out[:, c_norm + 1] = hi, lo
+        out[:, c_one], out[:, c_one + 1] = 1.0, 1.0
+        return out, (0.0 if exact else UBF16)
+
+    def _mm_fp32_out_supported(self) -> bool:
+        """CUDA can return a bf16 x bf16 product in fp32 (no output rounding); CPU returns bf16."""
+        if self.device.type != "cuda":
+            return False
+        a = torch.ones((2, 32), dtype=torch.bfloat16, device=self.device)
+        try:
+            return torch.mm(a, a.T, out_dtype=torch.float32).dtype == torch.float32
+        except (RuntimeError, TypeError):
+            return False
+
+    def _mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.search == "bf16" and self.u_out == U32:
+            return torch.mm(a, b.T, out_dtype=torch.float32)  # (Qt, n_t)
+        return a @ b.T  # (Qt, n_t)
+
+    # streaming ---------------------------------------------------------------------------------------------
+
+    def update(self, x_chunk: np.ndarray | torch.Tensor, y_chunk: np.ndarray | torch.Tensor) -> None:
+        """Consume one chunk of references: images (n, ...) float, labels (n,) int."""
+        x = _as_float_matrix(x_chunk, "reference chunk")
+        y = torch.as_tensor(np.asarray(y_chunk) if not isinstance(y_chunk, torch.Tensor) else y_chunk)
+        if x.shape[1] != self.d:
+            raise ValueError(f"reference chunk has {x.shape[1]} values per image, the queries have {self.d}")
+        if y.shape != (len(x),):
+            raise ValueError(f"reference chunk: {len(x)} images but labels of shape {tuple(y.shape)}")
+        x = x.to(self.device, torch.float32)  # (n, D)
+        y = y.to(self.device, torch.int64)  # (n,)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"reference chunk starting at index {self.n_ref} contains NaN or inf")
+        ctx = _ieee_fp32_matmul() if self.search == "fp32" else contextlib.nullcontext()
+        with ctx, torch.no_grad():
+            for r0 in range(0, len(x), self.r_tile):
+                self._update_tile(x[r0:r0 + self.r_tile], y[r0:r0 + self.r_tile], self.n_ref + r0)
+        self.n_ref += len(x)
+
+    def _bounds(self, q0: int, q1: int, a_s: float, x_input_u: float) -> tuple[torch.Tensor, float]:
+        """E_f (Qt,) float64 for queries q0:q1 against a tile with max s^2||x||^2 = a_s; and u_o."""
+        p = self.q_norm_s[q0:q1] * math.sqrt(a_s)  # (Qt,) >= s^2 sum|q_i x_i|
+        n = self.q_sqnorm_s[q0:q1] + a_s  # (Qt,)
+        u_in = self.q_input_u + x_input_u + self.q_input_u * x_input_u
+        scale_err = 2.01 * U32 * p if self.scale != 1.0 else 0.0
+        e_f = u_in * p + scale_err + self.gamma * ((1 + u_in) * 1.01 * p + 0.51 * n) + self.rho * n / 2
+        return SAFETY * e_f, SAFETY * self.u_out
+
+    def _update_tile(self, xt: torch.Tensor, yt: torch.Tensor, offset: int) -> None:
+        x_fast, x_input_u = self._augment(xt, query_side=False)  # (n_t, K)
+        a = float((xt.double() ** 2).sum(1).max())  # max ||x||^2 over the tile (float64)
+        a_s = a * self.scale**2 * (1 + 2 * _gamma(self.d, U64))
+        s2 = self.scale**2
+        for q0 in range(0, len(self.q), self.q_tile):
+            q1 = min(q0 + self.q_tile, len(self.q))
+            t = self._mm(self.q_fast[q0:q1], x_fast)  # (Qt, n_t) scores -s^2 d / 2 (bf16 or fp32)
+            e_f, u_o = self._bounds(q0, q1, a_s, x_input_u)  # (Qt,), float
+            slack = 1e-12 * s2 * (self.q_sqnorm[q0:q1] + a)  # (Qt,) float64 rounding of the exact re-check
+            t_max = t.amax(1).double()  # (Qt,) fast-pass best
+            abs_ta = (t_max.abs() + (1 + u_o) * e_f) / (1 - u_o)  # (Qt,) >= |t_a|
+            thr_tile = t_max - 2 * ((1 + u_o) * e_f + u_o * abs_ta)  # (Qt,)
+            t_best = -0.5 * s2 * self.best_d[q0:q1]  # (Qt,) -inf before any reference
+            thr_best = t_best - slack - (1 + u_o) * e_f - u_o * (t_best.abs() + slack)  # (Qt,)
+            thr = torch.maximum(thr_tile, torch.nan_to_num(thr_best, nan=-math.inf)) - 2 * slack  # (Qt,)
+            thr32 = torch.nextafter(thr.float(), torch.tensor(-math.inf, device=t.device))  # rounded down
+            mask = t >= thr32[:, None]  # (Qt, n_t) candidates
+            self._recheck(mask, t, xt, yt, offset, q0, e_f, u_o)
+
+    def _recheck(self, mask: torch.Tensor, t: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor, offset: int,
+                 q0: int, e_f: torch.Tensor, u_o: float) -> None:
+        """Re-score every candidate pair exactly in float64 and update the running best."""
+        total = int(torch.count_nonzero(mask))
+        if total == 0:
+            return
+        self.n_pairs += total
+        groups = [(0, len(mask))]
+        if total > self.max_pairs:  # near-duplicate flood: rows in groups of at most max_pairs candidates
+            csum = mask.sum(1).cumsum(0).cpu().numpy()
+            bounds = [0]
+            while bounds[-1] < len(csum):
+                base = csum[bounds[-1] - 1] if bounds[-1] else 0
+                nxt = int(np.searchsorted(csum, base + self.max_pairs, side="right"))
+                bounds.append(max(nxt, bounds[-1] + 1))
+            groups = list(zip(bounds[:-1], bounds[1:]))
+        for g0, g1 in groups:
+            rows, cols = mask[g0:g1].nonzero(as_tuple=True)  # (P,), (P,) row-major
+            rows = rows + g0
+            d = torch.empty(len(rows), dtype=torch.float64, device=t.device)  # (P,)
+            for p0 in range(0, len(rows), self.pair_batch):
+                r, c = rows[p0:p0 + self.pair_batch], cols[p0:p0 + self.pair_batch]
+                diff = self.q[q0 + r].double() - xt[c].double()  # (p, D) exact float64 differences of fp32
+                d[p0:p0 + len(r)] = (diff * diff).sum(1)
+            self._check_premise(t[rows, cols], d, rows, e_f, u_o)
+            self._reduce(rows, cols, d, yt, offset, q0)
+
+    def _check_premise(self, t_pairs: torch.Tensor, d: torch.Tensor, rows: torch.Tensor, e_f: torch.Tensor,
+                       u_o: float) -> None:
+        """Verify |t~ - t| <= E on the re-checked pairs (the margin argument's premise)."""
+        t_exact = -0.5 * self.scale**2 * d  # (P,)
+        bound = (1 + u_o) * e_f[rows] + u_o * t_exact.abs()  # (P,) with SAFETY
+        err = (t_pairs.double() - t_exact).abs()  # (P,)
+        ratio = float((err / (bound / SAFETY).clamp_min(1e-300)).max())
+        self.worst_err_ratio = max(self.worst_err_ratio, ratio)
+        if ratio > SAFETY:
+            raise RuntimeError(f"1-NN fast pass ({self.search}) exceeded its proven error bound ({ratio:.2f} x); "
+                               "the matmul backend does not round as assumed: use search precision fp32")
+
+    def _reduce(self, rows: torch.Tensor, cols: torch.Tensor, d: torch.Tensor, yt: torch.Tensor, offset: int,
+                q0: int) -> None:
+        """Per query: smallest float64 distance among its pairs, lowest index among ties; merge into the best."""
+        uq, inv = torch.unique_consecutive(rows, return_inverse=True)  # rows are sorted (row-major nonzero)
+        dmin = torch.full((len(uq),), math.inf, dtype=torch.float64, device=d.device)
+        dmin.scatter_reduce_(0, inv, d, reduce="amin")  # (U,)
+        at_min = d == dmin[inv]  # (P,)
+        big = torch.iinfo(torch.int64).max
+        cmin = torch.full((len(uq),), big, dtype=torch.int64, device=d.device)
+        cmin.scatter_reduce_(0, inv[at_min], cols[at_min], reduce="amin")  # (U,) lowest column at the minimum
+        qi = q0 + uq  # (U,) query indices
+        gi = cmin + offset  # (U,) global reference indices
+        old_d, old_i = self.best_d[qi], self.best_i[qi]
+        better = (dmin < old_d) | ((dmin == old_d) & (gi < old_i))  # (U,)
+        qi, dmin, gi, c = qi[better], dmin[better], gi[better], cmin[better]
+        self.best_d[qi] = dmin
+        self.best_i[qi] = gi
+        self.best_y[qi] = yt[c]
+
+    def result(self) -> NNResult:
+        if self.n_ref == 0:
+            raise ValueError("no reference images were streamed: the 1-NN reference set is empty")
+        return NNResult(index=self.best_i.cpu().numpy(), sqdist=self.best_d.cpu().numpy(),
+                        label=self.best_y.cpu().numpy(),
+                        stats={"n_reference": self.n_ref, "n_query": len(self.q), "search": self.search,
+                               "pairs_rechecked": self.n_pairs,
+                               "pairs_per_query": round(self.n_pairs / len(self.q), 3),
+                               "worst_error_over_bound": round(self.worst_err_ratio, 4)})
+
+
+def _as_float_matrix(x: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
+    """(n, ...) float array -> (n, D) tensor; integer images are refused (scale them to [0, 1] first)."""
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    if not t.is_floating_point():
+        raise TypeError(f"{what} must be float images in [0, 1], got {t.dtype} (divide uint8 images by 255)")
+    if t.ndim < 2:
+        raise ValueError(f"{what} must be (n, D) or (n, H, W[, C]), got shape {tuple(t.shape)}")
+    return t.reshape(len(t), -1)  # (n, D)
+
+
+def nn_search_stream(query: np.ndarray | torch.Tensor, reference_chunks: Iterable[tuple[Any, Any]],
+                     device: str | torch.device = "cpu", *, search: str = "fp32",
+                     tile_elems: int | None = None) -> NNResult:
+    """Exact streamed 1-NN: nearest reference index, float64 squared distance and label for every query."""
+    nn = StreamingNN(query, device, search=search, tile_elems=tile_elems)
+    for x_chunk, y_chunk in reference_chunks:
+        if len(x_chunk):
+            nn.update(x_chunk, y_chunk)
+    return nn.result()
+
+
+def nn_classify_stream(query: np.ndarray | torch.Tensor, reference_chunks: Iterable[tuple[Any, Any]],
+                       device: str | torch.device = "cpu", *, search: str = "fp32",
+                       tile_elems: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 1-NN classification (authors' ``nnc_score`` / ``nnd_score``, Euclidean on [0, 1] pixels).
+
+    ``query`` (Q, D) float32 in [0, 1]; ``reference_chunks`` yields ``(X_chunk (n, D), y_chunk (n,))``.
+    Returns ``(pred_labels (Q,) int64, nn_dist (Q,) float64 Euclidean distance)``; equal to a brute-force
+    float64 argmin with ties broken by the lowest reference index, whichever ``search`` precision ranks the
+    candidates.
+    """
+    res = nn_search_stream(query, reference_chunks, device, search=search, tile_elems=tile_elems)
+    return res.label, res.dist

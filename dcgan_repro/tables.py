@@ -1,0 +1,392 @@
+"""Tables 1-3 of Radford, Metz & Chintala (2015), built only from result files plus :mod:`dcgan_repro.paper`.
+
+Every table is "long": one row per (model, metric), with the paper's value, ours, the difference
+``ours - paper`` (percentage points for % metrics), ``kind`` = ``quoted`` (a number copied from the paper, ours
+blank) or ``measured`` (a number this pipeline computed, from the result file named in ``source``) and the
+provenance of that number (preset, seed, code version, wall time, data stand-in). The same frame is written as
+CSV (for scripts) and as Markdown (for people); the Markdown starts with a plain statement of the preset and of
+any stand-in data, because a demo number next to a paper number invites a comparison that does not hold.
+
+Inputs are the JSON formats of ``docs/CONTRACTS.md`` (``results/svm/*.json``, ``results/mnist/*.json``) and the
+dataset's ``meta.json``. A missing key is an error naming the file and the key. This module needs only pandas
+(and tabulate for Markdown): the table rules run in ``envs/tables.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dcgan_repro import io, paper
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike
+
+COLUMNS = [
+    "model", "metric", "paper", "paper_spread", "ours", "ours_spread", "difference", "unit", "kind", "note",
+    "preset", "seed", "code_version", "wall_time_s", "stand_in", "source",
+]
+# Table-level descriptions: what each table reproduces (README and Markdown headings).
+TITLES = {
+    "table1_cifar10": "Table 1: CIFAR-10 classification using DCGAN features (L2-SVM)",
+    "table2_svhn": "Table 2: SVHN classification with 1000 labels",
+    "table3_mnist": "Table 3: MNIST nearest-neighbour classification with generated samples",
+}
+WHAT = {
+    "table1_cifar10": (
+        "Sec. 5.1. A DCGAN is trained on ImageNet-1k 32x32 (never on CIFAR-10); the conv features of all layers "
+        "of its discriminator, max-pooled to 4x4 and concatenated, feed a linear L2-SVM. Accuracy with all "
+        "training labels and with 400 labels per class (mean and spread over random label draws)."),
+    "table2_svhn": (
+        "Sec. 5.2. The same feature pipeline on the D of a DCGAN trained on SVHN; L2-SVM on 1000 labels "
+        "(100 per class), test error. Baseline: a purely supervised CNN with D's architecture on the same "
+        "labels, tuned by random search; the paper reports its validation error."),
+    "table3_mnist": (
+        "Sec. 8.1. Class-conditional GANs on MNIST; a 1-nearest-neighbour classifier fitted on generated "
+        "samples (with their conditioning labels) classifies the real test set. Columns: 50K and 10M "
+        "generated samples; 'Real Data' rows fit the 1-NN on real training images instead."),
+}
+RUN_TO_TABLE3_ROW = {"mnist_dcgan": paper.TABLE3_DCGAN, "mnist_gan": paper.TABLE3_GAN}
+
+
+class ResultFileError(ValueError):
+    """A result file that is missing a key the table needs, or holds a value it cannot use."""
+
+
+# --- reading result files --------------------------------------------------------------------------------
+
+def load_result(path: PathLike, required: Sequence[str] = ()) -> dict[str, Any]:
+    """Read one result JSON and check it has ``required`` keys (error names the file and the keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {path} does not exist")
+    try:
+        rec = io.read_json(path)
+    except ValueError as e:
+        raise ResultFileError(f"result file {path} is not valid JSON: {e}") from e
+    if not isinstance(rec, dict):
+        raise ResultFileError(f"result file {path}: expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in required if k not in rec]
+    if missing:
+        raise ResultFileError(f"result file {path} lacks key(s) {missing}; present: {sorted(rec)}")
+    rec["_path"] = str(path)
+    return rec
+
+
+def _number(rec: dict[str, Any], key: str) -> float:
+    v = rec[key]
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise ResultFileError(f"result file {rec['_path']}: key '{key}' must be a number, got {v!r}")
+    return float(v)
+
+
+def _find_preset(cfg: Any) -> str | None:
+    """The preset recorded in a result's provenance config (top level or under 'common'), if any."""
+    if not isinstance(cfg, dict):
+        return None
+    if isinstance(cfg.get("preset"), str):
+        return cfg["preset"]
+    return _find_preset(cfg.get("common"))
+
+
+def provenance_columns(rec: dict[str, Any], preset: str, data_stand_in: str | None) -> dict[str, Any]:
+    """Row provenance of a measured number: the result's own record, falling back to the table's preset."""
+    prov = rec.get("provenance") or {}
+    recorded = _find_preset(prov.get("config"))
+    if recorded is not None and recorded != preset:
+        log.warning("%s was produced under preset %r but the table is built for preset %r",
+                    rec["_path"], recorded, preset)
+    return {
+        "preset": recorded or preset,
+        "seed": prov.get("seed", rec.get("seed")),
+        "code_version": prov.get("code_version"),
+        "wall_time_s": prov.get("wall_time_s"),
+        "stand_in": rec.get("stand_in") or data_stand_in,
+        "source": rec["_path"],
+    }
+
+
+# --- building rows -----------------------------------------------------------------------------------------
+
+def quoted_row(model: str, metric: str, q: paper.Quoted) -> dict[str, Any]:
+    """A row holding only the paper's number (ours blank)."""
+    return {"model": model, "metric": metric, "paper": q.value, "paper_spread": q.spread, "ours": None,
+            "ours_spread": None, "difference": None, "unit": q.unit, "kind": "quoted", "note": q.note,
+            "source": f"{paper.PAPER}, {q.source}"}
+
+
+def measured_row(model: str, metric: str, q: paper.Quoted | None, ours: float, *, ours_spread: float | None = None,
+                 unit: str = "%", note: str = "", prov: dict[str, Any]) -> dict[str, Any]:
+    """A row with our number; the difference is ours - paper (percentage points for %)."""
+    notes = [n for n in ((q.note if q else ""), note) if n]
+    return {"model": model, "metric": metric, "paper": q.value if q else None,
+            "paper_spread": q.spread if q else None, "ours": ours, "ours_spread": ours_spread,
+            "difference": (ours - q.value) if q else None, "unit": q.unit if q else unit,
+            "kind": "measured", "note": "; ".join(notes), **prov}
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for c in ("paper", "paper_spread", "ours", "ours_spread", "difference", "wall_time_s"):
+        df[c] = pd.to_numeric(df[c])
+    df["seed"] = pd.to_numeric(df["seed"]).astype("Int64")  # nullable: quoted rows have no seed
+    df["difference"] = df["difference"].round(4)
+    return df
+
+
+def table1_cifar10(all_labels: dict[str, Any], per_class: dict[str, Any], *, preset: str,
+                   data_stand_in: str | None = None) -> pd.DataFrame:
+    """Table 1 rows from ``svm_cifar10_all.json`` and ``svm_cifar10_400pc.json`` (CONTRACTS: SVM results)."""
+    rows: list[dict[str, Any]] = []
+    for model in paper.TABLE1_ROWS:
+        for col in paper.TABLE1_COLUMNS:
+            q = paper.TABLE1[model, col]
+            label = paper.TABLE1_COLUMN_LABELS[col]
+            if model != paper.TABLE1_DCGAN or col == "max_feature_units":
+                rows.append(quoted_row(model, label, q))
+                continue
+            rec = all_labels if col == "accuracy" else per_class
+            draws = int(rec.get("draws") or 1)
+            lpc = rec.get("labels_per_class")
+            note = (f"ours: all training labels, C={rec.get('C')}" if lpc is None else
+                    f"ours: {lpc} labels per class, mean and ± 1.96·std over {draws} draws, C={rec.get('C')}")
+            if col == "accuracy_400" and lpc not in (None, 400):
+                note += " (NOT the paper's 400 per class)"
+            spread = _number(rec, "test_error_ci95_pct") if draws > 1 else None
+            rows.append(measured_row(model, label, q, _number(rec, "test_accuracy_pct"), ours_spread=spread,
+                                     note=note, prov=provenance_columns(rec, preset, data_stand_in)))
+    rec = all_labels
+    rows.append(measured_row(paper.TABLE1_DCGAN, "feature dimension", paper.CIFAR10_FEATURE_DIM,
+                             _number(rec, "feature_dim"), note=f"D features of run '{rec.get('features')}'",
+                             prov=provenance_columns(rec, preset, data_stand_in)))
+    return frame(rows)
+
+
+def table2_svhn(svm: dict[str, Any], cnn: dict[str, Any], *, preset: str,
+                data_stand_in: str | None = None) -> pd.DataFrame:
+    """Table 2 rows from ``svm_svhn_1000.json`` and ``supervised_cnn_svhn_1000.json``."""
+    rows: list[dict[str, Any]] = []
+    for model in paper.TABLE2_ROWS:
+        q = paper.TABLE2[model]
+        if model == paper.TABLE2_DCGAN:
+            lpc = svm.get("labels_per_class")
+            draws = int(svm.get("draws") or 1)
+            note = f"ours: {lpc} labels per class, mean ± 1.96·std over {draws} draws, C={svm.get('C')}"
+            if lpc not in (None, 100):
+                note += " (NOT the paper's 1000 labels)"
+            rows.append(measured_row(model, "test error", q, _number(svm, "test_error_pct"),
+                                     ours_spread=_number(svm, "test_error_ci95_pct") if draws > 1 else None,
+                                     note=note, prov=provenance_columns(svm, preset, data_stand_in)))
+        elif model == paper.TABLE2_CNN:
+            trials = cnn.get("trials")
+            n = len(trials) if isinstance(trials, list) else None
+            note = f"ours: best of {n} random-search trials" if n else ""
+            prov = provenance_columns(cnn, preset, data_stand_in)
+            rows.append(measured_row(model, "validation error", q, _number(cnn, "validation_error_pct"),
+                                     note=note, prov=prov))
+            rows.append(measured_row(model, "test error", None, _number(cnn, "test_error_pct"),
+                                     note="not reported in the paper; same model as the validation row",
+                                     prov=prov))
+        else:
+            rows.append(quoted_row(model, "test error", q))
+    return frame(rows)
+
+
+def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, preset: str,
+                 data_stand_in: str | None = None) -> pd.DataFrame:
+    """Table 3 rows from ``results/mnist/<run>_nn<size>.json`` files and ``results/mnist/real_nn.json``."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in generated:
+        run, col = rec["model"], rec["column"]
+        if run not in RUN_TO_TABLE3_ROW:
+            raise ResultFileError(f"result file {rec['_path']}: model {run!r} is not one of "
+                                  f"{sorted(RUN_TO_TABLE3_ROW)}")
+        if col not in paper.TABLE3_COLUMNS:
+            raise ResultFileError(f"result file {rec['_path']}: column {col!r} is not one of "
+                                  f"{list(paper.TABLE3_COLUMNS)}")
+        by_key[RUN_TO_TABLE3_ROW[run], col] = rec
+    rows: list[dict[str, Any]] = []
+    for model in paper.TABLE3_ROWS:
+        if model == paper.TABLE3_REAL:
+            q = paper.TABLE3[model, "50K"]
+            reals = real.get("rows")
+            if not isinstance(reals, list) or not reals:
+                raise ResultFileError(f"result file {real['_path']}: 'rows' must be a non-empty list")
+            for r in reals:
+                n_train = int(r["n_train"])
+                rows.append(measured_row(
+                    f"Real Data (1-NN on {n_train:,} real training images)", q.column, q,
+                    float(r["test_error_pct"]), note=f"mean NN distance {r.get('mean_nn_distance')}",
+                    prov=provenance_columns(real, preset, data_stand_in)))
+            continue
+        for col in paper.TABLE3_COLUMNS:
+            q = paper.TABLE3.get((model, col))
+            rec = by_key.get((model, col))
+            if rec is None:
+                if q is not None:
+                    rows.append(quoted_row(model, paper.TABLE3_COLUMN_LABELS[col], q))
+                continue
+            n = int(rec.get("n_samples") or 0)
+            note = f"ours: {n:,} generated samples, epoch {rec.get('epoch')}, run '{rec['model']}'"
+            rows.append(measured_row(model, paper.TABLE3_COLUMN_LABELS[col], q, _number(rec, "test_error_pct"),
+                                     note=note, prov=provenance_columns(rec, preset, data_stand_in)))
+    return frame(rows)
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+def preset_statement(preset: str, stand_ins: Sequence[str]) -> str:
+    """The plain sentence a table's Markdown starts with: which preset, which stand-in data, comparable or not."""
+    name = preset.capitalize()
+    uniq = list(dict.fromkeys(s for s in stand_ins if s))
+    if uniq:
+        return (f"{name} preset: numbers come from {'; and '.join(uniq)}; they are NOT comparable to the "
+                f"paper.")
+    if preset != "paper":
+        return (f"{name} preset: measured on the paper's datasets with settings that differ from the paper's "
+                f"(see the provenance config of each result); compare with care.")
+    return "Paper preset: measured on the paper's datasets with the paper's settings."
+
+
+def _fmt(v: Any, spread: Any = None, unit: str = "%") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if unit == "%":
+        s = f"{v:.2f}%"
+        if spread is not None and not (isinstance(spread, float) and math.isnan(spread)):
+            s += f" (±{spread:.2f}%)"
+        return s
+    return f"{v:,.0f}"
+
+
+def _fmt_diff(v: Any, unit: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:+.2f} pts" if unit == "%" else f"{v:+,.0f}"
+
+
+def _short_prov(row: pd.Series) -> str:
+    if row["kind"] != "measured":
+        return row["source"]
+    wall = row["wall_time_s"]
+    wall_s = "" if pd.isna(wall) else f", {wall:.1f} s"
+    return f"preset {row['preset']}, seed {row['seed']}, code {row['code_version']}{wall_s}"
+
+
+def to_markdown(df: pd.DataFrame, *, name: str, preset: str) -> str:
+    """Markdown: the preset/stand-in statement, the title, what it reproduces, the table, how to read it."""
+    stand_ins = [s for s in df["stand_in"].dropna().unique()]
+    view = pd.DataFrame({
+        "model": df["model"],
+        "metric": df["metric"],
+        "paper": [_fmt(r.paper, r.paper_spread, r.unit) for r in df.itertuples()],
+        "ours": [_fmt(r.ours, r.ours_spread, r.unit) for r in df.itertuples()],
+        "ours − paper": [_fmt_diff(r.difference, r.unit) for r in df.itertuples()],
+        "kind": df["kind"],
+        "note": df["note"].fillna(""),
+        "provenance": [_short_prov(r) for _, r in df.iterrows()],
+    })
+    lines = [
+        preset_statement(preset, stand_ins),
+        "",
+        f"# {TITLES[name]}",
+        "",
+        f"Reproduces {paper.PAPER}: {WHAT[name]}",
+        "",
+        view.to_markdown(index=False),
+        "",
+        "`quoted` rows copy the paper's number (from `dcgan_repro/paper.py`); `measured` rows are this "
+        "pipeline's, from the result file in the CSV's `source` column. Differences are ours − paper, in "
+        "percentage points. The paper's ± is its own spread; ours is 1.96 × the standard deviation over "
+        "random label draws.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_table(df: pd.DataFrame, csv: PathLike, md: PathLike, *, name: str, preset: str) -> None:
+    """Write the table as CSV and Markdown (atomically)."""
+    with io.atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False)
+    io.write_text(md, to_markdown(df, name=name, preset=preset))
+    log.info("wrote %s and %s (%d rows, %d measured)", csv, md, len(df), int((df["kind"] == "measured").sum()))
+
+
+def _data_stand_in(data_dir: PathLike | None) -> str | None:
+    return io.read_meta(data_dir).get("stand_in") if data_dir else None
+
+
+def build_table1(all_labels: PathLike, per_class: PathLike, data_dir: PathLike | None, csv: PathLike,
+                 md: PathLike, *, preset: str) -> pd.DataFrame:
+    """Rule ``table1_cifar10``: read the two CIFAR-10 SVM results, write Table 1."""
+    keys = ("test_accuracy_pct", "test_error_ci95_pct", "feature_dim")
+    df = table1_cifar10(load_result(all_labels, keys), load_result(per_class, keys), preset=preset,
+                        data_stand_in=_data_stand_in(data_dir))
+    write_table(df, csv, md, name="table1_cifar10", preset=preset)
+    return df
+
+
+def build_table2(svm: PathLike, cnn: PathLike, data_dir: PathLike | None, csv: PathLike, md: PathLike, *,
+                 preset: str) -> pd.DataFrame:
+    """Rule ``table2_svhn``: read the SVHN SVM and supervised-CNN results, write Table 2."""
+    df = table2_svhn(load_result(svm, ("test_error_pct", "test_error_ci95_pct")),
+                     load_result(cnn, ("validation_error_pct", "test_error_pct")), preset=preset,
+                     data_stand_in=_data_stand_in(data_dir))
+    write_table(df, csv, md, name="table2_svhn", preset=preset)
+    return df
+
+
+def build_table3(generated: Sequence[PathLike], real: PathLike, data_dir: PathLike | None, csv: PathLike,
+                 md: PathLike, *, preset: str) -> pd.DataFrame:
+    """Rule ``table3_mnist``: read the 1-NN results (generated and real), write Table 3."""
+    gen = [load_result(p, ("model", "column", "test_error_pct")) for p in generated]
+    df = table3_mnist(gen, load_result(real, ("rows",)), preset=preset, data_stand_in=_data_stand_in(data_dir))
+    write_table(df, csv, md, name="table3_mnist", preset=preset)
+    return df
+
+
+def write_index(table_csvs: Sequence[PathLike], out: PathLike, *, preset: str) -> str:
+    """Rule ``tables_index``: ``results/tables/README.md`` — what each table reproduces, preset, stand-ins,
+    how to read the columns, and a one-line summary of every measured number."""
+    all_stand_ins: list[str] = []
+    sections = []
+    for p in table_csvs:
+        p = Path(p)
+        name = p.stem
+        if name not in TITLES:
+            raise ValueError(f"{p}: unknown table '{name}'; known: {sorted(TITLES)}")
+        df = pd.read_csv(p)
+        stand_ins = [s for s in df["stand_in"].dropna().unique()]
+        all_stand_ins += stand_ins
+        measured = df[df["kind"] == "measured"]
+        lines = [f"## {TITLES[name]}", "", f"Files: `{name}.csv`, `{name}.md`. {WHAT[name]}", ""]
+        lines.append("Data: " + ("; ".join(stand_ins) + " (stand-in, not the paper's data)." if stand_ins
+                                 else "the paper's dataset."))
+        lines.append("")
+        for r in measured.itertuples():
+            diff = "" if pd.isna(r.difference) else f" (paper {_fmt(r.paper, None, r.unit)}, " \
+                                                     f"{_fmt_diff(r.difference, r.unit)})"
+            lines.append(f"- {r.model}, {r.metric}: ours {_fmt(r.ours, r.ours_spread, r.unit)}{diff}")
+        sections.append("\n".join(lines) + "\n")
+    text = "\n".join([
+        preset_statement(preset, all_stand_ins),
+        "",
+        f"# Tables of {paper.PAPER}",
+        "",
+        "How to read: every table is long-format, one row per (model, metric). `paper` is the paper's number, "
+        "`ours` this pipeline's, `difference` = ours − paper (percentage points for %). `kind` is `quoted` "
+        "(copied from the paper, ours blank) or `measured` (computed here, from the result file in `source`). "
+        "`preset`, `seed`, `code_version`, `wall_time_s` say how a measured number was made and `stand_in` "
+        "names any data standing in for the paper's. The `.md` files are for reading, the `.csv` files for "
+        "scripts.",
+        "",
+        *sections,
+    ])
+    io.write_text(out, text)
+    return text

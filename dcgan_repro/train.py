@@ -1,0 +1,511 @@
+"""DCGAN training (paper Sec. 3-4; REFERENCE.md Sec. 2), resumable at any step.
+
+Objective: BCE on D's logits; D maximises log D(x) + log(1 - D(G(z))) (code: ``d_cost = bce(p_real, 1) +
+bce(p_gen, 0)``, a sum); G minimises the non-saturating ``bce(D(G(z)), 1)``. Optimiser: Adam(lr, betas=(beta1,
+0.999)) with the L2 penalty added to the gradient before Adam (``torch.optim.Adam(weight_decay=...)``, as the
+code's ``Regularizer(l2=...)``; not AdamW). Learning rate: constant, then over the last ``decay_epochs`` epochs
+``lr * (epochs - e) / decay_epochs`` in (0-based) epoch e, which is the code's per-epoch decrement
+``lrt -= lr / niter_decay`` step for step.
+
+Recipes (``run["recipe"]``):
+
+- ``paper`` (Newmu/dcgan_code ``train_*.py``): one update per minibatch, G and D alternating, G first
+  (``if n_updates % (k+1) == 0: _train_g else: _train_d`` with k = 1). So D sees every other real minibatch;
+  G steps read only the labels of their minibatch (conditional nets are conditioned on real labels).
+- ``pytorch_examples`` (pytorch/examples dcgan/main.py): per minibatch a D step on real and G(z).detach(),
+  then a G step on the same G(z) through the updated D.
+
+Data path: the training split is a memory-mapped uint8 .npy (``io.read_dataset``). Each epoch's order is a
+permutation that is a pure function of (seed, epoch), so resuming needs only the step count. A minibatch is
+one fancy-indexed read of sorted row indices from the memmap (into pinned memory on CUDA), moved as uint8 and
+scaled on the device; one background thread reads the next minibatches while the current one trains. No
+torch DataLoader: there is no decoding or augmentation to parallelise, and worker processes would each map the
+file and add start-up time that dominates the small runs.
+
+Outputs: ``model.pt`` and ``epochNNN.pt`` snapshots (docs/CONTRACTS.md "Models"), ``stats.jsonl`` (one JSON
+line per ``log_every`` steps) and ``samples/stepNNNNNNN.png`` (a grid from a fixed z every ``sample_every``
+steps) next to model.pt, and the train summary JSON. Resumable checkpoints (nets, optimisers, step, all RNG
+states) go to ``checkpoint_dir`` every ``checkpoint_every`` steps and at each epoch end; a rerun resumes from
+the newest one, and on CPU ends with bitwise the same weights as an uninterrupted run (tests/test_train.py).
+Checkpoints are removed once all epochs are done (so a forced rerun retrains); a ``max_steps`` stop keeps them,
+so raising ``max_steps`` (or setting 0) continues the same run.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import itertools
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from . import io, models, runtime
+
+log = logging.getLogger(__name__)
+
+# Settings that may change between a stop and a resume without changing the trajectory.
+RESUME_FREE_KEYS = frozenset({"max_steps", "checkpoint_every", "sample_every", "log_every", "snapshot_epochs"})
+KEEP_CHECKPOINTS = 2          # newest resumable checkpoints kept on disk
+PREFETCH = 2                  # minibatches read ahead by the loader thread
+# Collapse detector: D's loss (real + fake BCE) averaged over a logging window below this floor, for this many
+# consecutive steps, means D separates real from generated perfectly and G's gradient has vanished.
+D_LOSS_FLOOR = 1e-3
+COLLAPSE_STEPS = 2000
+STAT_NAMES = ("loss_d", "n_d", "loss_g", "n_g", "d_real", "d_fake")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss or D has won outright for many steps."""
+
+
+@dataclass
+class _State:
+    """Everything besides nets and optimisers that decides the rest of the run (saved in checkpoints)."""
+
+    step: int = 0                                  # minibatches done (global, over all epochs)
+    snapshots: dict[int, str] = field(default_factory=dict)
+    low_d_steps: int = 0                           # consecutive steps with D loss below D_LOSS_FLOOR
+    train_time_s: float = 0.0                      # training wall time summed over resumed sessions
+    resumed_from: int | None = None
+
+
+def _after_step(step: int) -> None:
+    """Hook called after every completed step (tests replace it to inject a crash at a chosen step)."""
+
+
+# --- data ----------------------------------------------------------------------------------------------------
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The shuffled order of epoch ``epoch``: a pure function of (seed, epoch), nothing to save on resume."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+class _Minibatches:
+    """Reads minibatch ``step`` = rows ``order[b*bs:(b+1)*bs]`` of epoch ``step // steps_per_epoch``."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, pin: bool,
+                 need_images: Callable[[int], bool]) -> None:
+        self.x, self.y, self.bs, self.seed, self.pin, self.need_images = x, y, batch_size, seed, pin, need_images
+        self.steps_per_epoch = len(x) // batch_size     # the last partial minibatch is dropped (BN on a tiny
+        self._order: tuple[int, np.ndarray] | None = None  # batch is noisy); it differs every epoch
+
+    def load(self, step: int) -> tuple[int, Tensor | None, Tensor]:
+        epoch, b = divmod(step, self.steps_per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.seed, epoch, len(self.x)))
+        idx = np.sort(self._order[1][b * self.bs:(b + 1) * self.bs])    # sorted: near-sequential memmap reads
+        yb = torch.from_numpy(self.y[idx])                               # (bs,) int64
+        xb = None
+        if self.need_images(step):
+            xb = torch.from_numpy(self.x[idx])                           # (bs, H, W, C) uint8, one read
+            if self.pin:
+                xb = xb.pin_memory()
+        return step, xb, yb
+
+    def iterate(self, steps: Iterable[int], depth: int = PREFETCH) -> Iterator[tuple[int, Tensor | None, Tensor]]:
+        """Minibatches for ``steps`` in order, read ``depth`` ahead by one background thread."""
+        steps = iter(steps)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="minibatches") as pool:
+            pending = collections.deque(pool.submit(self.load, s) for s in itertools.islice(steps, depth))
+            while pending:
+                fut = pending.popleft()
+                nxt = next(steps, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self.load, nxt))
+                yield fut.result()
+
+
+def _load_data(data_dir: io.PathLike, run: dict[str, Any], name: str, netG: nn.Module):
+    x, y = io.read_dataset(data_dir, "train")
+    c, h, w = netG.image_shape
+    if x.ndim != 4 or x.shape[1:] != (h, w, c):
+        raise ValueError(f"run {name!r}: model {run['model']!r} needs {h}x{w}x{c} images, but "
+                         f"{Path(data_dir) / 'train_x.npy'} holds {' x '.join(map(str, x.shape[1:]))} "
+                         f"(check runs.{name}.dataset / runs.{name}.model)")
+    if len(x) < run["batch_size"]:
+        raise ValueError(f"run {name!r}: {Path(data_dir)} has {len(x)} training images, fewer than "
+                         f"runs.{name}.batch_size = {run['batch_size']}")
+    if netG.n_classes and (y.min() < 0 or y.max() >= netG.n_classes):
+        raise ValueError(f"run {name!r}: model {run['model']!r} is class-conditional and needs labels in "
+                         f"[0, {netG.n_classes}), but {Path(data_dir) / 'train_y.npy'} holds "
+                         f"[{y.min()}, {y.max()}]")
+    return x, y, io.read_meta(data_dir)
+
+
+# --- schedule, losses, health --------------------------------------------------------------------------------
+
+
+def lr_at(run: dict[str, Any], epoch: int) -> float:
+    """Learning rate of 0-based epoch ``epoch``: constant, then linear to 0 over the last ``decay_epochs``."""
+    d = run["decay_epochs"]
+    return run["lr"] * (min(1.0, (run["epochs"] - epoch) / d) if d > 0 else 1.0)
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits, target, dtype=torch.float))
+
+
+def _check_health(name: str, window: dict[str, Any], state: _State) -> None:
+    """Stop on a non-finite loss, or when D's loss stays below D_LOSS_FLOOR for COLLAPSE_STEPS steps."""
+    losses = [window[k] for k in ("loss_d", "loss_g") if window[k] is not None]
+    if not all(math.isfinite(v) for v in losses):
+        raise TrainingDiverged(
+            f"run {name!r}: non-finite loss (loss_d={window['loss_d']}, loss_g={window['loss_g']}) in steps "
+            f"{window['step'] - window['steps']}..{window['step']}; training diverged. The last good checkpoint "
+            f"is kept; lower runs.{name}.lr or change runs.{name}.seed, then rerun.")
+    if window["loss_d"] is not None and window["loss_d"] < D_LOSS_FLOOR:
+        state.low_d_steps += window["steps"]
+    elif window["loss_d"] is not None:
+        state.low_d_steps = 0
+    if state.low_d_steps >= COLLAPSE_STEPS:
+        raise TrainingDiverged(
+            f"run {name!r}: D's loss has stayed below {D_LOSS_FLOOR} for {state.low_d_steps} steps (up to step "
+            f"{window['step']}: D(x)={window['d_real']:.4f}, D(G(z))={window['d_fake']:.4f}); D rejects every "
+            f"sample and G gets no gradient: the run has collapsed. Change runs.{name}.seed or lower "
+            f"runs.{name}.lr and rerun.")
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                      "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+            "python": random.getstate()}
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    n = s["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    v, internal, gauss = s["python"]
+    random.setstate((v, tuple(internal), gauss))
+
+
+def _checkpoint_files(d: Path) -> list[Path]:
+    """Resumable checkpoints in ``d``, newest first."""
+    return sorted(d.glob("step*.pt"), reverse=True) if d.is_dir() else []
+
+
+def _fingerprint(run: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed: the trajectory-deciding config and the data's shape."""
+    return {"run": {k: v for k, v in sorted(run.items()) if k not in RESUME_FREE_KEYS},
+            "data_shape": list(x.shape)}
+
+
+def _save_resumable(d: Path, netG, netD, optG, optD, zgen: torch.Generator, state: _State,
+                    fingerprint: dict[str, Any]) -> None:
+    obj = {"netG": models.cpu_state(netG), "netD": models.cpu_state(netD), "optG": optG.state_dict(),
+           "optD": optD.state_dict(), "zgen": zgen.get_state(), "rng": _rng_state(),
+           "state": {"step": state.step, "snapshots": dict(state.snapshots), "low_d_steps": state.low_d_steps,
+                     "train_time_s": state.train_time_s},
+           "fingerprint": fingerprint}
+    with io.atomic_path(d / f"step{state.step:09d}.pt") as tmp:
+        torch.save(obj, tmp)
+    for old in _checkpoint_files(d)[KEEP_CHECKPOINTS:]:
+        old.unlink()
+
+
+def _resume(d: Path, name: str, netG, netD, optG, optD, zgen: torch.Generator, state: _State,
+            fingerprint: dict[str, Any]) -> None:
+    """Load the newest checkpoint in ``d`` into the nets/optimisers/RNGs/state, if there is one that fits.
+
+    Checkpoints made under a different config (or data) are moved aside to ``<d>.stale-<hash>``, never
+    silently resumed nor overwritten.
+    """
+    files = _checkpoint_files(d)
+    if not files:
+        return
+    ck = torch.load(files[0], map_location="cpu", weights_only=True)
+    if ck["fingerprint"] != fingerprint:
+        old, new = ck["fingerprint"], fingerprint
+        diff = {k: (old["run"].get(k), new["run"].get(k)) for k in old["run"].keys() | new["run"].keys()
+                if old["run"].get(k) != new["run"].get(k)}
+        if old["data_shape"] != new["data_shape"]:
+            diff["data_shape"] = (old["data_shape"], new["data_shape"])
+        tag = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
+        stale = d.with_name(f"{d.name}.stale-{tag}")
+        log.warning("run %s: checkpoints in %s were made with different settings (checkpoint, now): %s; moving "
+                    "them to %s and starting from step 0", name, d, diff, stale)
+        if stale.exists():
+            shutil.rmtree(stale)
+        d.rename(stale)
+        return
+    netG.load_state_dict(ck["netG"])
+    netD.load_state_dict(ck["netD"])
+    optG.load_state_dict(ck["optG"])
+    optD.load_state_dict(ck["optD"])
+    zgen.set_state(ck["zgen"])
+    _set_rng_state(ck["rng"])
+    s = ck["state"]
+    state.step, state.low_d_steps, state.train_time_s = s["step"], s["low_d_steps"], s["train_time_s"]
+    state.snapshots = {int(k): v for k, v in s["snapshots"].items()}
+    state.resumed_from = state.step
+    log.info("run %s: resumed from %s (step %d)", name, files[0], state.step)
+
+
+# --- progress: stats.jsonl, sample grids, tqdm into the log --------------------------------------------------
+
+
+class _LogStream:
+    """File-like object that sends tqdm's bar to the logger (the rule's log file), one line per refresh."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def write(self, s: str) -> None:
+        s = s.strip("\r\n ")
+        if s:
+            self.logger.info(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def _grid(images: np.ndarray, cols: int) -> np.ndarray:
+    """uint8 (N, H, W, C) -> one (rows*(H+2), cols*(W+2), C) sheet with 2-pixel gaps."""
+    n, h, w, c = images.shape
+    rows = math.ceil(n / cols)
+    sheet = np.zeros((rows * (h + 2), cols * (w + 2), c), np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        sheet[r * (h + 2) + 1:r * (h + 2) + 1 + h, q * (w + 2) + 1:q * (w + 2) + 1 + w] = im
+    return sheet
+
+
+def save_grid(path: io.PathLike, images: np.ndarray, cols: int) -> None:
+    """Write uint8 NHWC images as one PNG sheet, atomically."""
+    sheet = _grid(images, cols)
+    with io.atomic_path(path) as tmp:
+        Image.fromarray(sheet[..., 0] if sheet.shape[2] == 1 else sheet).save(tmp, format="PNG")
+
+
+def _trim_stats(path: Path, step: int) -> None:
+    """On resume keep only the stats lines up to the resumed step (the steps after it are redone)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    io.write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+# --- the training run ----------------------------------------------------------------------------------------
+
+
+def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: io.PathLike,
+              out_summary: io.PathLike, checkpoint_dir: io.PathLike, common: dict[str, Any]) -> dict[str, Any]:
+    """Train one DCGAN run (config.yaml ``runs.<name>``) and write model.pt, snapshots and a summary JSON.
+
+    ``common`` = {"preset", "device", "precision"}. Returns the summary written to ``out_summary``.
+    """
+    t0 = time.time()
+    device = runtime.resolve_device(common.get("device", "auto"))
+    precision = common.get("precision", "fp32")
+    runtime.seed_everything(run["seed"])
+    netG, netD = models.build_models(run)
+    x, y, data_meta = _load_data(data_dir, run, name, netG)
+    conditional = netG.n_classes > 0
+    paper = run["recipe"] == "paper"
+    bs, seed, epochs = run["batch_size"], run["seed"], run["epochs"]
+    log_every = run["log_every"]
+    dist = models.z_dist(run)
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    mem = torch.channels_last if (cuda or precision == "bf16") and run["model"] != "mnist_cond_mlp" else None
+    netG.to(device, memory_format=mem or torch.contiguous_format).train()
+    netD.to(device, memory_format=mem or torch.contiguous_format).train()
+    adam = dict(lr=run["lr"], betas=(run["beta1"], 0.999), weight_decay=run["weight_decay"])
+    optG = torch.optim.Adam(netG.parameters(), **adam)
+    optD = torch.optim.Adam(netD.parameters(), **adam)
+    zgen = torch.Generator().manual_seed(seed)      # z of every step, drawn on the CPU (same z on every device)
+
+    batches = _Minibatches(x, y, bs, seed, pin=cuda, need_images=lambda s: not paper or s % 2 == 1)
+    spe = batches.steps_per_epoch
+    total = epochs * spe
+    stop = min(total, run["max_steps"]) if run.get("max_steps") else total
+
+    state = _State()
+    ckpt_dir = Path(checkpoint_dir)
+    fingerprint = _fingerprint(run, x)
+    _resume(ckpt_dir, name, netG, netD, optG, optD, zgen, state, fingerprint)
+    out_dir = Path(out_model).parent
+    stats_path, samples_dir = out_dir / "stats.jsonl", out_dir / "samples"
+    if state.resumed_from is None:
+        stats_path.unlink(missing_ok=True)
+        shutil.rmtree(samples_dir, ignore_errors=True)
+    else:
+        _trim_stats(stats_path, state.step)
+    log.info("run %s: %s/%s recipe, %d images %s, %d steps/epoch x %d epochs (stop at step %d), batch %d, "
+             "device %s, %s, G %d params, D %d params", name, run["model"], run["recipe"], len(x),
+             "x".join(map(str, x.shape[1:])), spe, epochs, stop, bs, device, precision,
+             models.n_params(netG), models.n_params(netD))
+
+    # fixed z (and labels) for the sample grids: the same across the whole run and across resumes
+    n_fixed, cols = (100, 10) if conditional else (64, 8)
+    fixed_z = models.sample_z(n_fixed, netG.nz, dist, torch.Generator().manual_seed(seed + 1), device)
+    fixed_y = (torch.arange(n_fixed) % 10).to(device) if conditional else None
+
+    def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return io.provenance(config=run, seed=seed, inputs={"data": data_dir}, started=t0,
+                             extra={"run": name, "preset": common.get("preset"), "precision": precision,
+                                    "recipe": run["recipe"], **(extra or {})})
+
+    def write_samples(step: int) -> None:
+        with torch.no_grad(), runtime.autocast(device, precision):
+            imgs = models.to_uint8(netG(fixed_z, fixed_y), netG.output_range)
+        save_grid(samples_dir / f"step{step:07d}.png", imgs, cols)
+
+    acc = torch.zeros(len(STAT_NAMES), device=device)   # running sums on the device: no per-step sync
+    one, zero = torch.ones((), device=device), torch.zeros((), device=device)
+    window_start, window_t = state.step, time.time()
+    bar = tqdm(total=stop, initial=state.step, desc=name, file=_LogStream(log), mininterval=10, ascii=True,
+               ncols=110, unit="step")
+
+    def flush(step: int) -> None:
+        nonlocal window_start, window_t
+        if step == window_start:
+            return
+        v = dict(zip(STAT_NAMES, acc.tolist()))
+        acc.zero_()
+        dt = time.time() - window_t
+        rec = {"step": step, "epoch": step / spe, "lr": optG.param_groups[0]["lr"],
+               "loss_d": v["loss_d"] / v["n_d"] if v["n_d"] else None,
+               "loss_g": v["loss_g"] / v["n_g"] if v["n_g"] else None,
+               "d_real": v["d_real"] / v["n_d"] if v["n_d"] else None,
+               "d_fake": v["d_fake"] / v["n_d"] if v["n_d"] else None,
+               "steps": step - window_start, "steps_per_s": (step - window_start) / max(dt, 1e-9),
+               "images_per_s": (step - window_start) * bs / max(dt, 1e-9)}
+        with open(stats_path, "a") as f:                # append-only log; trimmed on resume
+            f.write(json.dumps(rec) + "\n")
+        bar.set_postfix_str(" ".join(f"{k}={rec[k]:.3f}" for k in ("loss_d", "loss_g", "d_real", "d_fake")
+                                     if rec[k] is not None), refresh=False)
+        _check_health(name, rec, state)
+        window_start, window_t = step, time.time()
+
+    stats_path.parent.mkdir(parents=True, exist_ok=True)
+    session_t0 = time.time()
+    epoch_lr = None
+    for step, xb, yb in batches.iterate(range(state.step, stop)):
+        epoch = step // spe
+        if epoch != epoch_lr:
+            for opt in (optG, optD):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(run, epoch)
+            epoch_lr = epoch
+        yd = yb.to(device, non_blocking=True) if conditional else None
+        z = models.sample_z(bs, netG.nz, dist, zgen, device)                      # (bs, nz)
+        real = None
+        if xb is not None:
+            real = models.to_model_input(xb.to(device, non_blocking=True), netG.output_range)  # (bs, C, H, W)
+            if mem is not None:
+                real = real.contiguous(memory_format=mem)
+        stats = [zero] * len(STAT_NAMES)
+
+        d_step = not paper or step % 2 == 1
+        g_step = not paper or step % 2 == 0
+        fake = None
+        if d_step:   # D: maximise log D(x) + log(1 - D(G(z)))
+            with runtime.autocast(device, precision):
+                if paper:
+                    with torch.no_grad():
+                        fake = netG(z, yd)                                         # (bs, C, H, W)
+                else:
+                    fake = netG(z, yd)                                             # reused by the G step
+                logit_real = netD(real, yd)                                        # (bs,)
+                logit_fake = netD(fake.detach(), yd)                               # (bs,)
+            loss_d = _bce(logit_real, 1.0) + _bce(logit_fake, 0.0)
+            optD.zero_grad(set_to_none=True)
+            loss_d.backward()
+            optD.step()
+            stats[0], stats[1] = loss_d.detach(), one
+            stats[4] = torch.sigmoid(logit_real.detach().float()).mean()
+            stats[5] = torch.sigmoid(logit_fake.detach().float()).mean()
+        if g_step:   # G: minimise -log D(G(z)) (non-saturating), gradients through D into G only
+            with models.frozen(netD), runtime.autocast(device, precision):
+                if fake is None:
+                    fake = netG(z, yd)
+                loss_g = _bce(netD(fake, yd), 1.0)
+            optG.zero_grad(set_to_none=True)
+            loss_g.backward()
+            optG.step()
+            stats[2], stats[3] = loss_g.detach(), one
+        acc.add_(torch.stack(stats))
+
+        state.step = done = step + 1
+        bar.update(1)
+        epoch_end = done % spe == 0
+        if done % log_every == 0 or done % run["checkpoint_every"] == 0 or epoch_end or done == stop:
+            flush(done)
+        if done % run["sample_every"] == 0 or done == stop:
+            write_samples(done)
+        if epoch_end and done // spe in run["snapshot_epochs"]:
+            e = done // spe
+            path = out_dir / f"epoch{e:03d}.pt"
+            state.snapshots[e] = str(path)
+            models.save_checkpoint(path, netG, netD, name=name, run=run, epoch=e, step=done,
+                                   snapshots=state.snapshots, data_meta=data_meta, provenance=provenance())
+            log.info("run %s: snapshot after epoch %d -> %s", name, e, path)
+        if done % run["checkpoint_every"] == 0 or epoch_end or done == stop:
+            state.train_time_s += time.time() - session_t0
+            session_t0 = time.time()
+            _save_resumable(ckpt_dir, netG, netD, optG, optD, zgen, state, fingerprint)
+        _after_step(done)
+    bar.close()
+    state.train_time_s += time.time() - session_t0
+
+    finished = state.step >= total
+    stopped_early = not finished
+    epoch_done = state.step // spe
+    prov = provenance({"resumed_from_step": state.resumed_from})
+    models.save_checkpoint(out_model, netG, netD, name=name, run=run, epoch=epoch_done, step=state.step,
+                           snapshots=state.snapshots, data_meta=data_meta, provenance=prov,
+                           stopped_early=stopped_early, z_dist=dist)
+    last = _last_stats(stats_path)
+    summary = {
+        "run": name, "model": run["model"], "recipe": run["recipe"], "dataset": data_meta.get("name"),
+        "stand_in": data_meta.get("stand_in"), "n_images": len(x), "image_shape": list(x.shape[1:]),
+        "epochs": epochs, "epochs_completed": epoch_done, "steps": state.step, "steps_per_epoch": spe,
+        "stopped_early": stopped_early, "resumed_from_step": state.resumed_from, "z_dist": dist,
+        "params_g": models.n_params(netG), "params_d": models.n_params(netD),
+        "train_time_s": round(state.train_time_s, 3),
+        "images_per_s": round(state.step * bs / max(state.train_time_s, 1e-9), 1),
+        "final_stats": last, "snapshots": {str(k): v for k, v in sorted(state.snapshots.items())},
+        "stats": str(stats_path), "samples": str(samples_dir), "device": str(device), "precision": precision,
+        "provenance": prov,
+    }
+    io.write_json(out_summary, summary)
+    if finished:   # crash-recovery state is no longer needed; a forced rerun must retrain, not reload
+        for f in _checkpoint_files(ckpt_dir):
+            f.unlink()
+    log.info("run %s: %s after %d steps (%d epochs), %.1f s training, %s images/s -> %s", name,
+             "finished" if finished else "stopped at max_steps", state.step, epoch_done, state.train_time_s,
+             summary["images_per_s"], out_model)
+    return summary
+
+
+def _last_stats(path: Path) -> dict[str, Any] | None:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return json.loads(lines[-1]) if lines else None

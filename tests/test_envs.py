@@ -1,0 +1,95 @@
+"""envs/*.yaml carry the pip pins of requirements.txt and name what their rules import."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# import name -> distribution name, where they differ
+DIST = {"cv2": "opencv-python-headless", "sklearn": "scikit-learn", "skimage": "scikit-image", "yaml": "pyyaml",
+        "PIL": "pillow"}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def requirement_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    return pins
+
+
+def env_pins(path: Path) -> dict[str, str]:
+    env = yaml.safe_load(path.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {name.lower(): version for name, version in (p.split("==") for p in pip)}
+
+
+def rules() -> dict[str, dict[str, str]]:
+    """rule name -> {'script': path, 'conda': path} parsed from workflow/rules/*.smk."""
+    out = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":")[0].strip()
+            info = {}
+            for key in ("script", "conda"):
+                m = re.search(rf"^\s+{key}:\s*\n\s+\"([^\"]+)\"", block, flags=re.M)
+                if m:
+                    info[key] = str((smk.parent / m.group(1)).resolve())
+            out[name] = info
+    return out
+
+
+def third_party_imports(script: Path, seen: set[Path] | None = None) -> set[str]:
+    """Top-level third-party imports of a script and, recursively, of the dcgan_repro modules it imports."""
+    seen = seen if seen is not None else set()
+    if script in seen or not script.exists():
+        return set()
+    seen.add(script)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            top = name.split(".")[0]
+            if top == "dcgan_repro":
+                parts = name.split(".")
+                for n in range(len(parts), 1, -1):
+                    mod = REPO.joinpath(*parts[:n]).with_suffix(".py")
+                    if mod.exists():
+                        found |= third_party_imports(mod, seen)
+                        break
+            elif top not in STDLIB and top != "snakemake":
+                found.add(DIST.get(top, top).lower())
+    return found
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
+def test_env_pins_agree_with_requirements(env):
+    pins = requirement_pins()
+    for name, version in env_pins(REPO / "envs" / env).items():
+        assert name in pins, f"envs/{env} pins {name}, which requirements.txt does not"
+        assert pins[name] == version, f"envs/{env}: {name}=={version} but requirements.txt has {pins[name]}"
+
+
+def test_every_rule_with_a_script_has_a_conda_env_that_covers_its_imports():
+    for name, info in rules().items():
+        if "script" not in info:
+            continue
+        assert "conda" in info, f"rule {name} has no conda: env"
+        env = Path(info["conda"])
+        assert env.exists(), f"rule {name}: {env} does not exist"
+        needed = third_party_imports(Path(info["script"]))
+        missing = needed - set(env_pins(env))
+        assert not missing, f"rule {name}: {env.name} lacks {sorted(missing)} imported by its script"

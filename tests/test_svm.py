@@ -1,0 +1,253 @@
+"""L2-SVM protocols (Tables 1, 2) and the supervised CNN baseline: solver, draws, test-set hygiene, errors."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from sklearn.svm import LinearSVC
+
+from dcgan_repro import io, svm
+
+REPO = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+CFG = {"c_grid": [1e-3, 1e-2, 1e-1], "selection_draws": 3, "final_draws": 4, "validation_size": 60,
+       "svhn_labels_per_class": 8, "cifar10_labels_per_class": 8, "max_iter": 1000, "seed": 42}
+COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}
+
+
+def _blobs(n: int, k: int, f: int, seed: int, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """k Gaussian classes in f dims (means fixed by a separate seed, so train and test share them)."""
+    means = np.random.default_rng(123).normal(0, 1, (k, f))
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    rng.shuffle(y)
+    return (means[y] + spread * rng.normal(0, 1, (n, f))).astype(np.float32), y.astype(np.int64)
+
+
+def _dataset(tmp_path: Path, name: str, ytr: np.ndarray, yte: np.ndarray, xtr: np.ndarray, xte: np.ndarray,
+             stand_in: str | None = "toy blobs standing in") -> tuple[Path, Path, Path]:
+    """A dataset folder in the common format plus train/test feature files."""
+    d = tmp_path / "data" / name
+    for split, y in (("train", ytr), ("test", yte)):
+        io.write_dataset(d, split, np.zeros((len(y), 2, 2, 3), np.uint8), y)
+    k = int(max(ytr.max(), yte.max())) + 1
+    io.write_json(d / "meta.json", {"name": name, "splits": {"train": len(ytr), "test": len(yte)},
+                                    "image_shape": [2, 2, 3], "n_classes": k,
+                                    "class_names": [f"c{i}" for i in range(k)], "source": "test",
+                                    "stand_in": stand_in})
+    ftr, fte = tmp_path / "feat" / "train.npy", tmp_path / "feat" / "test.npy"
+    io.save_npy(ftr, xtr)
+    io.save_npy(fte, xte)
+    return d, ftr, fte
+
+
+def test_solver_beats_chance_and_matches_linearsvc():
+    X, y = _blobs(300, 4, 20, seed=0, spread=1.5)
+    Xt, yt = _blobs(400, 4, 20, seed=1, spread=1.5)
+    W, b = svm.fit_l2svm(X, y, 0.01, n_classes=4, max_iter=2000)
+    assert W.shape == (4, 20) and b.shape == (4,)
+    err = svm.error_pct(Xt, yt, [(W, b)], block_rows=37)[0]
+    assert err < 15.0  # chance is 75% error
+    ref = LinearSVC(C=0.01, max_iter=2000).fit(X, y)
+    np.testing.assert_array_equal(svm.predict(Xt, (W, b)), ref.predict(Xt))
+    # two classes: sklearn keeps one weight row; ours must predict the same
+    m2 = y < 2
+    W2, b2 = svm.fit_l2svm(X[m2], y[m2], 0.01, n_classes=2)
+    np.testing.assert_array_equal(svm.predict(Xt, (W2, b2)), LinearSVC(C=0.01).fit(X[m2], y[m2]).predict(Xt))
+    # a class missing from the labels is never predicted
+    W3, b3 = svm.fit_l2svm(X[y != 2], y[y != 2], 0.01, n_classes=4)
+    assert 2 not in set(svm.predict(Xt, (W3, b3)))
+
+
+def test_error_pct_streams_many_models_like_direct_scoring():
+    X, y = _blobs(200, 3, 10, seed=2, spread=2.0)
+    models = [svm.fit_l2svm(X[i::3], y[i::3], c, n_classes=3) for i, c in enumerate([1e-3, 1e-2, 1.0])]
+    direct = [100 * np.mean(svm.predict(X, m) != y) for m in models]
+    np.testing.assert_allclose(svm.error_pct(X, y, models, block_rows=13), direct)
+
+
+def test_split_and_draws_are_exact_and_seeded():
+    y = np.repeat(np.arange(5), 40)
+    val, pool = svm.split_train_validation(len(y), 50, seed=42)
+    assert len(val) == 50 and len(pool) == 150 and not set(val) & set(pool)
+    assert np.array_equal(val, svm.split_train_validation(len(y), 50, seed=42)[0])
+    pools = svm.class_pools(y, pool, 5, 7)
+    idx = svm.draw_labelled(pools, 7, np.random.default_rng(0))
+    assert np.array_equal(np.bincount(y[idx], minlength=5), [7] * 5)
+    assert len(set(idx)) == 35 and set(idx) <= set(pool)
+    with pytest.raises(ValueError, match="svm.validation_size = 200"):
+        svm.split_train_validation(200, 200, 0)
+
+
+def test_protocol_draws_labels_per_class_and_never_selects_on_test(tmp_path, monkeypatch):
+    Xtr, ytr = _blobs(400, 5, 16, seed=3, spread=1.0)
+    Xte, yte = _blobs(150, 5, 16, seed=4, spread=1.0)
+    d, ftr, fte = _dataset(tmp_path, "svhn", ytr, yte, Xtr, Xte)
+    events: list[tuple] = []
+    real_fit, real_load = svm.fit_l2svm, io.load_npy
+
+    def spy_fit(X, y, C, **kw):
+        events.append(("fit", C, np.bincount(y, minlength=5).tolist(), len(y)))
+        return real_fit(X, y, C, **kw)
+
+    def spy_load(path, mmap=True):
+        events.append(("load", str(path)))
+        return real_load(path, mmap)
+
+    monkeypatch.setattr(svm, "fit_l2svm", spy_fit)
+    monkeypatch.setattr(io, "load_npy", spy_load)
+    out = tmp_path / "res" / "svm_svhn_1000.json"
+    res = svm.fit_and_score("svm_svhn_1000", ftr, fte, d, CFG, out, COMMON)
+
+    fits = [e for e in events if e[0] == "fit"]
+    assert len(fits) == 3 * 3 + 4  # every C on every selection draw, then the final draws
+    assert all(e[2] == [8] * 5 for e in fits)  # exactly labels_per_class of every class, every draw
+    test_loads = [i for i, e in enumerate(events) if e == ("load", str(fte))]
+    assert len(test_loads) == 1  # the test features are opened once ...
+    assert test_loads[0] > max(i for i, e in enumerate(events) if e[0] == "fit")  # ... after every fit
+    assert all(e[1] == res["C"] for e in fits[9:])
+
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    for key in ("protocol", "dataset", "features", "feature_dim", "labels_per_class", "C", "validation_error_pct",
+                "test_error_pct", "test_error_ci95_pct", "test_accuracy_pct", "draws", "stand_in", "provenance"):
+        assert key in on_disk, key
+    assert (on_disk["features"], on_disk["feature_dim"], on_disk["draws"]) == ("svhn", 16, 4)
+    assert on_disk["labels_per_class"] == 8 and on_disk["stand_in"] == "toy blobs standing in"
+    assert sorted(on_disk["validation_error_pct"]) == sorted(["0.001", "0.01", "0.1"])
+    assert on_disk["C"] in CFG["c_grid"]
+    assert on_disk["test_error_pct"] < 40 and on_disk["test_error_ci95_pct"] >= 0  # chance: 80%
+    assert on_disk["test_accuracy_pct"] == pytest.approx(100 - on_disk["test_error_pct"])
+    assert on_disk["provenance"]["seed"] == 42 and str(ftr) in json.dumps(on_disk["provenance"]["inputs"])
+
+    # selection does not depend on the test set at all: scramble it, the choice and validation errors stay
+    rng = np.random.default_rng(9)
+    io.save_npy(fte, rng.normal(0, 5, Xte.shape).astype(np.float32))
+    io.write_dataset(d, "test", np.zeros((len(yte), 2, 2, 3), np.uint8), rng.permutation(yte))
+    res2 = svm.fit_and_score("svm_svhn_1000", ftr, fte, d, CFG, tmp_path / "res" / "again.json", COMMON)
+    assert (res2["C"], res2["validation_error_pct"]) == (res["C"], res["validation_error_pct"])
+    assert res2["test_error_pct"] > 50
+
+
+def test_all_labels_protocol_refits_on_all_training_data(tmp_path, monkeypatch):
+    Xtr, ytr = _blobs(300, 3, 12, seed=5, spread=2.0)
+    Xte, yte = _blobs(90, 3, 12, seed=6, spread=2.0)
+    d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, yte, Xtr, Xte, stand_in=None)
+    sizes: list[int] = []
+    real_fit = svm.fit_l2svm
+    monkeypatch.setattr(svm, "fit_l2svm", lambda X, y, C, **kw: sizes.append(len(y)) or real_fit(X, y, C, **kw))
+    res = svm.fit_and_score("svm_cifar10_all", ftr, fte, d, CFG, tmp_path / "all.json", COMMON)
+    assert sizes == [300 - 60] * 3 + [300]  # pool for each C, then all training images incl. validation
+    assert (res["draws"], res["labels_per_class"], res["test_error_ci95_pct"]) == (1, None, None)
+    assert res["features"] == "imagenet32" and res["stand_in"] is None
+    # the chosen C's model, refitted by hand on everything, gives the reported test error
+    direct = LinearSVC(C=res["C"], max_iter=1000, random_state=42).fit(Xtr, ytr)
+    assert res["test_error_pct"] == pytest.approx(100 * np.mean(direct.predict(Xte) != yte))
+
+
+def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
+    ytr = np.array([0] * 30 + [1] * 30 + [2] * 5)  # class 2 has 5 images in all
+    Xtr, _ = _blobs(len(ytr), 3, 6, seed=7)
+    d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, np.arange(9) % 3, Xtr, Xtr[:9])
+    out = tmp_path / "out.json"
+    cfg = dict(CFG, validation_size=10, cifar10_labels_per_class=8)
+    with pytest.raises(ValueError, match=r"cannot draw 8 labels per class .*class 2 \(c2\) has [0-5] images"):
+        svm.fit_and_score("svm_cifar10_400pc", ftr, fte, d, cfg, out, COMMON)
+    with pytest.raises(ValueError, match="unknown SVM protocol 'svm_mnist'; allowed: svm_svhn_1000"):
+        svm.fit_and_score("svm_mnist", ftr, fte, d, cfg, out, COMMON)
+    with pytest.raises(ValueError, match="needs dataset 'svhn' but .* holds 'cifar10'"):
+        svm.fit_and_score("svm_svhn_1000", ftr, fte, d, cfg, out, COMMON)
+    io.save_npy(fte, np.zeros((9, 7), np.float32))
+    with pytest.raises(ValueError, match="different models"):
+        svm.fit_and_score("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
+    io.save_npy(ftr, Xtr[:-1])
+    with pytest.raises(ValueError, match="has 64 rows but its dataset split has 65"):
+        svm.fit_and_score("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
+    assert not out.exists() and not list(tmp_path.glob(".out.json*"))
+
+
+def test_protocol_registry_matches_the_workflow():
+    """svm.PROTOCOLS repeats common.smk's SVM_PROTOCOLS / FEATURE_SETS (the JSON names the D run)."""
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+
+    def literal(name: str):
+        return ast.literal_eval(re.search(rf"^{name} = (\{{.*?\}})", text, re.S | re.M).group(1))
+
+    protocols, feature_sets = literal("SVM_PROTOCOLS"), literal("FEATURE_SETS")
+    assert set(svm.PROTOCOLS) == set(protocols)
+    for name, p in svm.PROTOCOLS.items():
+        assert p.dataset == protocols[name] and p.features_run == feature_sets[p.dataset]
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())["svm"]
+    assert all(p.labels_key is None or p.labels_key in cfg for p in svm.PROTOCOLS.values())
+
+
+def test_raw_pixels_on_real_cifar10_match_linearsvc(shared_data, tmp_path):
+    """Real CIFAR-10 images (../shared/data subset), 8x8-averaged pixels: our protocol's test error equals a
+    LinearSVC fitted directly with the chosen C on all 4,000 training images, within 0.3 points."""
+    npz = np.load(shared_data / "cifar10" / "cifar10_subset.npz")
+
+    def feats(x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), 8, 4, 8, 4, 3).mean((2, 4)).reshape(len(x), -1).astype(np.float32) / 255  # (N, 192)
+
+    xtr, xte = feats(npz["x_train"]), feats(npz["x_test"])
+    ytr, yte = npz["y_train"].astype(np.int64), npz["y_test"].astype(np.int64)
+    d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, yte, xtr, xte)
+    cfg = dict(CFG, c_grid=[1e-3, 1e-2], validation_size=1000)
+    res = svm.fit_and_score("svm_cifar10_all", ftr, fte, d, cfg, tmp_path / "r.json", COMMON)
+    direct = LinearSVC(C=res["C"]).fit(xtr, ytr)
+    direct_err = 100 * np.mean(direct.predict(xte) != yte)
+    assert abs(res["test_error_pct"] - direct_err) <= 0.3
+    assert res["test_error_pct"] < 80  # clearly better than chance (90%)
+
+
+# --- supervised CNN (Table 2 baseline) ---------------------------------------------------------------------
+
+
+def test_sample_hparams_in_range_and_seeded():
+    cfg = {"lr_range": [1e-4, 1e-2], "dropout_range": [0.0, 0.7], "weight_decay_range": [1e-6, 1e-2]}
+    a = [svm.sample_hparams(np.random.default_rng(0), cfg) for _ in range(2)]
+    assert a[0] == a[1]
+    hs = [svm.sample_hparams(r, cfg) for r in [np.random.default_rng(1)] for _ in range(200)]
+    lrs = np.array([h["lr"] for h in hs])
+    assert lrs.min() >= 1e-4 and lrs.max() <= 1e-2 and (np.log10(lrs) < -3).mean() == pytest.approx(0.5, abs=0.1)
+    assert all(0 <= h["dropout"] <= 0.7 and 1e-6 <= h["weight_decay"] <= 1e-2 for h in hs)
+    with pytest.raises(ValueError, match="supervised_cnn.lr_range"):
+        svm.sample_hparams(np.random.default_rng(0), dict(cfg, lr_range=[1e-2, 1e-4]))
+
+
+def test_supervised_cnn_on_svhn_architecture(tmp_path):
+    from dcgan_repro import models
+
+    run = dict(yaml.safe_load((REPO / "config.yaml").read_text())["runs"]["svhn"], ndf=8, ngf=8)
+    _, netD = models.build_models(run)
+    net = svm.SupervisedCNN(netD, 10, dropout=0.5)
+    assert net.head.in_features == 8 * 4 * 4 * 4  # (4*ndf) x 4 x 4, the 1-logit head's input
+    assert net(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
+
+    # two learnable classes of 32x32 colour images: bright vs dark, with noise
+    rng = np.random.default_rng(0)
+    y = np.arange(260) % 2
+    x = np.clip(rng.normal(80 + 90 * y[:, None, None, None], 40, (260, 32, 32, 3)), 0, 255).astype(np.uint8)
+    d = tmp_path / "svhn"
+    io.write_dataset(d, "train", x[:200], y[:200])
+    io.write_dataset(d, "test", x[200:], y[200:])
+    io.write_json(d / "meta.json", {"name": "svhn", "n_classes": 2, "class_names": None, "stand_in": "toy"})
+    cnn = {"trials": 2, "epochs": 3, "seed": 0, "batch_size": 10, "lr_range": [1e-3, 3e-3],
+           "dropout_range": [0.0, 0.2], "weight_decay_range": [1e-6, 1e-5]}
+    cfg = dict(CFG, validation_size=60, svhn_labels_per_class=15)
+    out = tmp_path / "cnn.json"
+    res = svm.train_supervised_cnn(d, out, cnn, cfg, run, COMMON)
+    assert json.loads(out.read_text())["protocol"] == "supervised_cnn_svhn_1000"
+    assert len(res["trials"]) == 2 and res["stand_in"] == "toy"
+    assert res["validation_error_pct"] == min(t["validation_error_pct"] for t in res["trials"])
+    assert res["validation_error_pct"] < 25 and res["test_error_pct"] < 25  # chance: 50%
+    res2 = svm.train_supervised_cnn(d, tmp_path / "cnn2.json", cnn, cfg, run, COMMON)
+    assert res2["trials"] == res["trials"]  # seeded: the same search again

@@ -1,0 +1,14 @@
+"""Rule fit_svm: one L2-SVM protocol on discriminator features (Tables 1, 2; dcgan_repro.svm)."""
+
+from dcgan_repro import runtime, svm
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+svm.fit_and_score(
+    protocol=snakemake.params.protocol,  # noqa: F821
+    train_feats_path=snakemake.input.train,  # noqa: F821
+    test_feats_path=snakemake.input.test,  # noqa: F821
+    data_dir=snakemake.input.data,  # noqa: F821
+    svm_cfg=snakemake.params.svm,  # noqa: F821
+    out_path=snakemake.output[0],  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+)
