@@ -45,7 +45,9 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -70,7 +72,7 @@ SOURCES = {
 }
 # Image files a `folder` source may hold (OpenCV and PIL both read these).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
-# md5 of the uncompressed MNIST IDX files, as published with the dataset (torchvision checks only the .gz files).
+# md5 of the uncompressed MNIST IDX files (the values in common use; torchvision itself checks only the .gz files).
 MNIST_RAW_MD5 = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
@@ -150,10 +152,6 @@ def _meta(*, splits: dict[str, int], image_shape, n_classes: int = 0, class_name
     """The contract's meta.json keys (docs/CONTRACTS.md) plus dataset-specific extras."""
     return {"splits": splits, "image_shape": list(image_shape) if image_shape is not None else None,
             "n_classes": n_classes, "class_names": class_names, "source": source, "stand_in": stand_in, **extra}
-
-
-def _write_split(stage: Path, split: str, x: np.ndarray, y: np.ndarray | None) -> None:
-    io.write_dataset(stage, split, x, y)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -267,13 +265,11 @@ def decode_image(src: bytes | str | os.PathLike) -> tuple[Image.Image | None, st
 
     Reasons: ``empty`` (zero bytes), ``not_an_image``, ``truncated``, ``too_large``, ``corrupt``.
     """
-    import io as _bytesio
-
     try:
         if isinstance(src, (bytes, bytearray, memoryview)):
             if len(src) == 0:
                 return None, "empty"
-            fh = _bytesio.BytesIO(src)
+            fh = BytesIO(src)
         else:
             if os.path.getsize(src) == 0:
                 return None, "empty"
@@ -383,9 +379,7 @@ def _shrink_npy(path: Path, n: int) -> None:
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype, version: tuple[int, int]) -> bytes:
     """The complete .npy preamble (magic string + padded header) for a C-order array."""
-    import io as _bytesio
-
-    buf = _bytesio.BytesIO()
+    buf = BytesIO()
     d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
     writer = np.lib.format.write_array_header_1_0 if version == (1, 0) else np.lib.format.write_array_header_2_0
     writer(buf, d)  # writes the magic string too
@@ -398,29 +392,40 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype, version: tuple[int, int
 
 
 def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
-    """MNIST via torchvision (Sec. 5.3): 60,000 train + 10,000 test, 28x28x1 uint8, original order."""
-    from torchvision import datasets
+    """MNIST via torchvision (Sec. 5.3): 60,000 train + 10,000 test, 28x28x1 uint8, original order.
+
+    Each IDX file is md5-checked; a bad one is removed. Missing files are fetched like torchvision's MNIST.download
+    (each mirror in turn, the .gz md5-checked, then unpacked), one by one, so an error names the exact file.
+    """
+    from torchvision.datasets import mnist as tv_mnist
 
     root = Path(cfg["path"])
     raw = root / "MNIST" / "raw"
     removed = _drop_bad_files(raw, MNIST_RAW_MD5.items())
-    removed += _drop_bad_files(raw, datasets.MNIST.resources)
-    try:
-        splits = {s: datasets.MNIST(str(root), train=(s == "train"), download=True) for s in ("train", "test")}
-    except (RuntimeError, OSError) as e:
-        missing = [f for f in MNIST_RAW_MD5 if not md5_ok(raw / f, MNIST_RAW_MD5[f])]
-        urls = ", ".join(f"{datasets.MNIST.mirrors[0]}{f}.gz" for f in missing)
-        bad = f" ({', '.join(removed)} failed the md5 check and {'was' if len(removed) == 1 else 'were'} removed)" \
-            if removed else ""
-        raise DownloadError(
-            f"MNIST: {', '.join(missing) or 'a file'} missing from {raw}{bad}, and downloading it failed: {e}\n"
-            f"Without internet, fetch {urls} elsewhere and place the files (gzipped or not) in {raw}/ "
-            f"(config key '{key}.path' = {root})") from e
-    for f, md5 in MNIST_RAW_MD5.items():  # what torchvision extracted (or found) must be the published files
-        if not md5_ok(raw / f, md5):
-            raise DataError(f"MNIST: {raw / f} fails its md5 check (expected {md5}); delete it and run again")
+    gz_md5 = dict(tv_mnist.MNIST.resources)
+    for fname, md5 in MNIST_RAW_MD5.items():
+        if (raw / fname).is_file():
+            continue
+        gz, errors = f"{fname}.gz", []
+        for mirror in tv_mnist.MNIST.mirrors:
+            try:
+                tv_mnist.download_and_extract_archive(f"{mirror}{gz}", download_root=str(raw), filename=gz,
+                                                      md5=gz_md5[gz])
+                break
+            except (RuntimeError, OSError) as e:  # urllib's URLError is an OSError
+                errors.append(f"{mirror}{gz}: {e}")
+        else:
+            why = "failed its md5 check and was removed" if fname in removed else "is missing"
+            raise DownloadError(
+                f"MNIST: {raw / fname} {why}, and downloading it failed:\n  " + "\n  ".join(errors)
+                + f"\nWithout internet, fetch {tv_mnist.MNIST.mirrors[0]}{gz} elsewhere and place it, gzipped or "
+                f"not, in {raw}/ (config key '{key}.path' = {root})")
+        if not md5_ok(raw / fname, md5):
+            raise DataError(f"MNIST: {raw / fname} unpacked from {raw / gz} fails its md5 check (expected {md5}); "
+                            "delete both and run again")
+    splits = {s: tv_mnist.MNIST(str(root), train=(s == "train"), download=False) for s in ("train", "test")}
     for split, ds in splits.items():
-        _write_split(stage, split, ds.data.numpy()[..., None], ds.targets.numpy())  # (N, 28, 28) -> (N, 28, 28, 1)
+        io.write_dataset(stage, split, ds.data.numpy()[..., None], ds.targets.numpy())  # (N,28,28) -> (N,28,28,1)
     meta = _meta(splits={s: len(d) for s, d in splits.items()}, image_shape=(28, 28, 1), n_classes=10,
                  class_names=[str(i) for i in range(10)],
                  source=f"torchvision.datasets.MNIST in {root} (md5 of each IDX file checked)", stand_in=None)
@@ -444,7 +449,7 @@ def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
             f"{C.filename} (md5 {C.tgz_md5}) in {root}/, or its extracted folder as {root / C.base_folder}/ "
             f"(config key '{key}.path' = {root})") from e
     for split, ds in splits.items():
-        _write_split(stage, split, ds.data, np.asarray(ds.targets))  # data: (N, 32, 32, 3) uint8 already
+        io.write_dataset(stage, split, ds.data, np.asarray(ds.targets))  # data: (N, 32, 32, 3) uint8 already
     meta = _meta(splits={s: len(d) for s, d in splits.items()}, image_shape=(32, 32, 3), n_classes=10,
                  class_names=list(splits["train"].classes),
                  source=f"torchvision.datasets.CIFAR10 in {root} (md5-checked)", stand_in=None)
@@ -470,7 +475,7 @@ def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
         if y.min() < 0 or y.max() > 9:
             raise DataError(f"SVHN {root / fname}: labels span {y.min()}..{y.max()}, expected 0..9 after "
                             "torchvision's 10 -> 0 mapping")
-        _write_split(stage, split, np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), y)  # (N,3,32,32)->(N,32,32,3)
+        io.write_dataset(stage, split, np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1)), y)  # (N,3,32,32)->(N,32,32,3)
         sizes[split] = len(y)
         files.append(root / fname)
     meta = _meta(splits=sizes, image_shape=(32, 32, 3), n_classes=10, class_names=[str(i) for i in range(10)],
@@ -540,16 +545,21 @@ def _lsun_fetch(path: Path, cat: str, key: str) -> Path:
     log.info("checking the CRC of every member of %s", zpath)
     try:
         with zipfile.ZipFile(zpath) as zf:
-            bad = zf.testzip()
-            if bad is None:
-                tmp = path / f".{cat}_train_lmdb.unzip"
-                shutil.rmtree(tmp, ignore_errors=True)
-                zf.extractall(tmp)
-    except (zipfile.BadZipFile, OSError) as e:
-        bad = f"{type(e).__name__}: {e}"
+            bad = zf.testzip()  # name of the first member whose CRC fails, or None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        bad = f"the archive ({type(e).__name__}: {e})"
     if bad is not None:
         zpath.unlink()
         raise DataError(f"LSUN {zpath} is corrupt ({bad} fails its check); removed it, run again to download it anew")
+    tmp = path / f".{cat}_train_lmdb.unzip"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(tmp)  # extractall drops absolute paths and '..' from member names
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"unzipping {zpath} into {path} failed: {e} (the zip is kept; it needs about as much free "
+                        "space again)") from e
     found = [p.parent for p in tmp.rglob("data.mdb")]
     if len(found) != 1:
         shutil.rmtree(tmp)
@@ -616,7 +626,7 @@ def _faces_celeba(*, cfg, stage: Path, workers: int, key: str):
         files = "\n".join(f"  {base / fname}  (md5 {md5})" for _, md5, fname in C.file_list)
         raise DownloadError(
             f"CelebA: download failed: {e}\ntorchvision fetches CelebA from Google Drive (needs `pip install "
-            f"gdown==5.2.0`), which often refuses with a quota error. Download these files by hand from "
+            f"gdown`, not pinned here), which often refuses with a quota error. Download these files by hand from "
             f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive or Baidu links, 'Align&Cropped "
             f"Images' and 'Anno'/'Eval') and place them as:\n{files}\n(img_align_celeba.zip may instead be unzipped "
             f"to {base / 'img_align_celeba'}/; config key '{key}.path' = {root}), then run again") from e
@@ -765,6 +775,8 @@ def demo_photo(name: str) -> np.ndarray:
     img = img[..., :3]  # drop alpha if any
     if img.dtype != np.uint8 or img.ndim != 3:
         raise DataError(f"demo photo {name}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
+    img = np.ascontiguousarray(img)
+    img.setflags(write=False)  # cached and shared: callers must copy before drawing on it
     return img
 
 
@@ -772,8 +784,8 @@ def _draw_crops(rng: np.random.Generator, photo: np.ndarray, n: int, frac: tuple
                 min_side: int, distinct: bool, min_std: float = 12.0) -> np.ndarray:
     """``n`` square crops (x, y, side) of an (H, W, 3) photo, side uniform in ``frac`` of min(H, W) (at least
     ``min_side``). With ``distinct`` no two crops are near-duplicates of each other (centres closer than a
-    quarter side with sides within 25 %). Flat crops (grey-level std below ``min_std``: black retina corners, empty sky) are
-    redrawn, so the only near-duplicates in a demo set are the planted ones."""
+    quarter side with sides within 25 %). Flat crops (grey-level std below ``min_std``: black retina corners,
+    empty sky) are redrawn, so the only near-duplicates in a demo set are the planted ones."""
     h, w = photo.shape[:2]
     f = max(1, min(h, w) // 128)  # std is checked on a thumbnail
     thumb = photo[::f, ::f].mean(axis=2)  # (H/f, W/f) grey
@@ -842,8 +854,8 @@ def _demo_mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
     big = np.stack([cv2.resize(im * (255 / 16), (20, 20), interpolation=cv2.INTER_CUBIC) for im in imgs])  # (N,20,20)
     x = np.pad(np.clip(np.rint(big), 0, 255).astype(np.uint8), ((0, 0), (4, 4), (4, 4)))[..., None]  # (N,28,28,1)
     tr, te = _split_digits(y, seed, test=300)
-    _write_split(stage, "train", x[tr], y[tr])
-    _write_split(stage, "test", x[te], y[te])
+    io.write_dataset(stage, "train", x[tr], y[tr])
+    io.write_dataset(stage, "test", x[te], y[te])
     meta = _meta(splits={"train": len(tr), "test": len(te)}, image_shape=(28, 28, 1), n_classes=10,
                  class_names=[str(i) for i in range(10)],
                  source="sklearn.datasets.load_digits: 8x8 (0-16) scaled to 0-255, bicubic 8x8 -> 20x20, zero "
@@ -886,8 +898,8 @@ def _demo_svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
     imgs, y = _digits()
     x = np.stack([_svhn_render(rng, im, imgs) for im in imgs])  # (N, 32, 32, 3)
     tr, te = _split_digits(y, seed, test=300)
-    _write_split(stage, "train", x[tr], y[tr])
-    _write_split(stage, "test", x[te], y[te])
+    io.write_dataset(stage, "train", x[tr], y[tr])
+    io.write_dataset(stage, "test", x[te], y[te])
     meta = _meta(splits={"train": len(tr), "test": len(te)}, image_shape=(32, 32, 3), n_classes=10,
                  class_names=[str(i) for i in range(10)],
                  source="sklearn.datasets.load_digits: each digit bicubically enlarged to 20-28 px, in a random "
@@ -909,7 +921,7 @@ def _demo_cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
         test[rng.choice(np.flatnonzero(y == c), 50, replace=False)] = True
     for split, mask in (("train", ~test), ("test", test)):
         idx = rng.permutation(np.flatnonzero(mask))
-        _write_split(stage, split, x[idx], y[idx])
+        io.write_dataset(stage, split, x[idx], y[idx])
     meta = _meta(splits={"train": int((~test).sum()), "test": int(test.sum())}, image_shape=(32, 32, 3),
                  n_classes=10, class_names=list(DEMO_CIFAR_PHOTOS),
                  source="random square crops (15-70 % of the short side, area-resized to 32x32) of 10 photos "
@@ -925,7 +937,7 @@ def _demo_imagenet(*, cfg, stage: Path, seed: int, workers: int, key: str):
     rng = _rng(seed, "imagenet")
     x, y, _ = _photo_crops(rng, DEMO_POOL, 100, size, frac=(0.1, 0.7))
     idx = rng.permutation(len(y))
-    _write_split(stage, "train", x[idx], y[idx])
+    io.write_dataset(stage, "train", x[idx], y[idx])
     meta = _meta(splits={"train": len(y)}, image_shape=(size, size, 3), n_classes=len(DEMO_POOL),
                  class_names=list(DEMO_POOL),
                  source=f"random square crops (10-70 % of the short side) resized to {size}x{size} of 15 photos "
@@ -976,7 +988,7 @@ def _demo_lsun(*, cfg, stage: Path, seed: int, workers: int, key: str):
     where = np.argsort(order)  # old index -> new position
     pairs = sorted([int(where[len(base) + j]), int(where[o])] for j, o in enumerate(originals))
     kind_of = {int(where[len(base) + j]): kinds[j] for j in range(n_dup)}
-    _write_split(stage, "train", x[order], None)
+    io.write_dataset(stage, "train", x[order], None)
     meta = _meta(splits={"train": len(x)}, image_shape=(size, size, 3),
                  source=f"random square crops (12-60 % of the short side) resized to {size}x{size} of 15 photos "
                         f"shipped with scikit-image / scikit-learn; {n_dup} planted near-duplicates",

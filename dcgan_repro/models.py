@@ -35,6 +35,7 @@ logits (N,); ``netD.features(x, y=None)`` -> post-activation outputs of every co
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import pickle
@@ -607,9 +608,14 @@ def save_checkpoint(path: io.PathLike, netG: nn.Module, netD: nn.Module, *, name
     """Write a model file in the CONTRACTS format, atomically (``extra`` keys are added alongside)."""
     obj = {"netG": cpu_state(netG), "netD": cpu_state(netD), "name": name, "run": dict(run), "epoch": int(epoch),
            "step": int(step), "snapshots": {int(k): str(v) for k, v in snapshots.items()},
-           "data_meta": data_meta, "provenance": provenance, **extra}
+           "data_meta": _plain(data_meta), "provenance": _plain(provenance), **extra}
     with io.atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-type copy (e.g. torch's TorchVersion -> str), so model files load with ``weights_only=True``."""
+    return json.loads(json.dumps(obj, default=str))
 
 
 def _arch(run: dict[str, Any]) -> dict[str, Any]:

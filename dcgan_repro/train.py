@@ -138,9 +138,9 @@ def _load_data(data_dir: io.PathLike, run: dict[str, Any], name: str, netG: nn.M
         raise ValueError(f"run {name!r}: model {run['model']!r} needs {h}x{w}x{c} images, but "
                          f"{Path(data_dir) / 'train_x.npy'} holds {' x '.join(map(str, x.shape[1:]))} "
                          f"(check runs.{name}.dataset / runs.{name}.model)")
-    if len(x) < run["batch_size"]:
-        raise ValueError(f"run {name!r}: {Path(data_dir)} has {len(x)} training images, fewer than "
-                         f"runs.{name}.batch_size = {run['batch_size']}")
+    if len(x) < 2:
+        raise ValueError(f"run {name!r}: {Path(data_dir) / 'train_x.npy'} holds {len(x)} images; training "
+                         f"needs at least 2 (batchnorm uses batch statistics)")
     if netG.n_classes and (y.min() < 0 or y.max() >= netG.n_classes):
         raise ValueError(f"run {name!r}: model {run['model']!r} is class-conditional and needs labels in "
                          f"[0, {netG.n_classes}), but {Path(data_dir) / 'train_y.npy'} holds "
@@ -327,7 +327,10 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     x, y, data_meta = _load_data(data_dir, run, name, netG)
     conditional = netG.n_classes > 0
     paper = run["recipe"] == "paper"
-    bs, seed, epochs = run["batch_size"], run["seed"], run["epochs"]
+    bs, seed, epochs = min(run["batch_size"], len(x)), run["seed"], run["epochs"]
+    if bs < run["batch_size"]:
+        log.warning("run %s: only %d training images in %s, fewer than runs.%s.batch_size = %d: every step "
+                    "uses all %d images as one minibatch", name, len(x), data_dir, name, run["batch_size"], bs, bs)
     log_every = run["log_every"]
     dist = models.z_dist(run)
 
@@ -488,6 +491,7 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
         "run": name, "model": run["model"], "recipe": run["recipe"], "dataset": data_meta.get("name"),
         "stand_in": data_meta.get("stand_in"), "n_images": len(x), "image_shape": list(x.shape[1:]),
         "epochs": epochs, "epochs_completed": epoch_done, "steps": state.step, "steps_per_epoch": spe,
+        "batch_size_used": bs,
         "stopped_early": stopped_early, "resumed_from_step": state.resumed_from, "z_dist": dist,
         "params_g": models.n_params(netG), "params_d": models.n_params(netD),
         "train_time_s": round(state.train_time_s, 3),

@@ -1,4 +1,6 @@
 # Stage: face detection and cropping with OpenCV's Haar cascade (Sec. 4.2; dcgan_repro.faces).
+# conda: the torch env for now: runtime.rule_context imports torch (set_threads); envs/opencv.yaml (all that
+# dcgan_repro.faces needs) fits once it no longer does.
 
 
 rule detect_faces_shard:
@@ -19,6 +21,8 @@ rule detect_faces_shard:
     resources:
         runtime=120,
         mem_mb=4000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/detect_faces_shard.py"
 
@@ -40,5 +44,7 @@ rule gather_faces:
     resources:
         runtime=60,
         mem_mb=16000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/gather_faces.py"

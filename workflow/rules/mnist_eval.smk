@@ -12,7 +12,9 @@ rule nn_eval_generated:
         run="|".join(MNIST_MODELS),
     params:
         n_samples=lambda w: config["mnist_eval"]["sample_counts"][w.size],
+        column=lambda w: w.size,
         eval=config["mnist_eval"],
+        run=lambda w: config["runs"][w.run],
         common=common_params(),
     log:
         "logs/results/mnist/{run}_nn{size}.log",
@@ -23,6 +25,8 @@ rule nn_eval_generated:
         gpu=1,
         runtime=120,
         mem_mb=8000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/nn_eval_generated.py"
 
@@ -42,5 +46,7 @@ rule nn_eval_real:
     resources:
         runtime=60,
         mem_mb=8000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/nn_eval_real.py"

@@ -16,10 +16,14 @@ rule train_gan:
         "logs/results/models/{run}/train.log",
     benchmark:
         "logs/benchmarks/train/{run}.tsv"
-    threads: 4
+    # On a GPU a few CPU threads feed it; on the CPU (demo) the nets are too small for intra-op threads to pay
+    # (measured: 2 threads slower than 1 on a loaded 2-core box), so runs go one thread each, side by side.
+    threads: 1 if config["device"] == "cpu" else 4
     resources:
         gpu=1,
         runtime=lambda w, attempt: 24 * 60 * attempt,
         mem_mb=32000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/train_gan.py"

@@ -1,0 +1,418 @@
+"""Face detection and cropping with OpenCV's Haar cascade (paper Sec. 4.2).
+
+The paper: "We scraped images containing human faces from random web image queries of peoples names. [...]
+We run an OpenCV face detector on these images, keeping the detections that are sufficiently high
+resolution, which gives us approximately 350,000 face boxes." No code for this step was released, so the
+detector settings and the "sufficiently high resolution" rule are config keys under ``faces:``.
+
+Per image (:func:`process_image`):
+
+1. :func:`read_image` decodes the bytes with ``cv2.imdecode`` and falls back to Pillow for what OpenCV cannot
+   read; every result is 8-bit RGB (grayscale is replicated to 3 channels, 16-bit is scaled by 1/257, CMYK and
+   palette images are converted, EXIF orientation is applied). Unreadable inputs are never a crash and never a
+   silent drop: they get a skip reason from :data:`SKIP_REASONS`, counted in every shard and in the summary.
+2. :func:`detect_faces` runs ``detectMultiScale`` on the grayscale image with ``scale_factor``,
+   ``min_neighbors`` and ``minSize = min_size``, then keeps
+   boxes whose side is at least ``min_size`` pixels of the original image (the "sufficiently high resolution"
+   rule). Images whose longest side exceeds ``faces.max_side`` are area-downscaled to that side for detection
+   only, and the boxes are mapped back; since the cascade window is 24 px, the default 2048 loses no face of
+   64 px or more in images up to 2048 * 64 / 24 = 5461 px on the long side.
+3. :func:`crop_faces` cuts each kept box out of the full-resolution image with ``margin`` x side extra pixels
+   on every side. Near the image border the margin shrinks, equally on all four sides, to what fits, so every
+   crop stays a square centred on the detection and nothing is padded or stretched. Crops are resized to
+   ``image_size`` with ``INTER_AREA`` (``INTER_LINEAR`` when a crop is smaller than ``image_size``, which only
+   happens when ``min_size < image_size``, e.g. in the demo preset: ``INTER_AREA`` enlarges like nearest
+   neighbour).
+
+Rules: ``detect_faces_shard`` -> :func:`detect_shard_job`, ``gather_faces`` -> :func:`gather_job`.
+:func:`evaluate_detector` scores the detector against known boxes (recall at IoU >= 0.5, false detections per
+image) for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import io as _bytesio
+import logging
+import shutil
+import time
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dcgan_repro import io
+
+log = logging.getLogger(__name__)
+
+MAX_PIXELS = 1 << 27  # ~134 megapixels (e.g. 11,585 x 11,585): larger images are skipped as 'too_large'
+SKIP_REASONS = {
+    "missing": "listed in the manifest but no such file",
+    "unreadable": "the file exists but could not be read (permissions, a folder, I/O error)",
+    "empty_file": "zero bytes",
+    "truncated": "the image data ends early (JPEG without its end marker, PNG without IEND, or the decoder says so)",
+    "not_an_image": "neither OpenCV nor Pillow recognises the format",
+    "corrupt": "a known image format that neither decoder could decode",
+    "too_large": f"more than {MAX_PIXELS:,} pixels (decoding it would need gigabytes)",
+    "detector_error": "OpenCV raised an error while detecting faces in the decoded image",
+}
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
+    """Decode one image file to RGB uint8 (H, W, 3); returns ``(image, "ok")`` or ``(None, skip_reason)``."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError:
+        return None, "unreadable"
+    return decode_image(data)
+
+
+def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
+    """Decode image bytes (see :func:`read_image`): OpenCV first, Pillow for what OpenCV cannot read."""
+    if not data:
+        return None, "empty_file"
+    fmt = _sniff(data)
+    if _truncated(data, fmt):
+        return None, "truncated"
+    size = _header_size(data)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        return None, "too_large"
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
+    if bgr is not None:
+        return np.ascontiguousarray(bgr[:, :, ::-1]), "ok"  # (H, W, 3) RGB
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(_bytesio.BytesIO(data)) as im:
+                im = ImageOps.exif_transpose(im)
+                return _pil_to_rgb(im), "ok"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None, "too_large"
+    except UnidentifiedImageError:
+        return None, "not_an_image" if fmt is None else "corrupt"
+    except OSError as e:
+        return None, "truncated" if "truncated" in str(e) else ("not_an_image" if fmt is None else "corrupt")
+    except (ValueError, SyntaxError, EOFError, IndexError, TypeError):
+        return None, "not_an_image" if fmt is None else "corrupt"
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow image -> RGB uint8 (H, W, 3): 16/32-bit integer images scaled to 8 bits, floats clipped."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(im)  # (H, W) int32 / uint16 / float32
+        if a.dtype.kind == "f":
+            a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255)
+        else:
+            a = np.clip(a, 0, 65535) / 257.0  # 16-bit full range -> 8-bit full range
+        g = np.rint(a).astype(np.uint8)  # (H, W)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))  # (H, W, 3)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB")))  # (H, W, 3) from L, LA, P, RGBA, CMYK, YCbCr
+
+
+_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF8": "gif", b"BM": "bmp",
+          b"II*\x00": "tiff", b"MM\x00*": "tiff"}
+
+
+def _sniff(data: bytes) -> str | None:
+    """Image format from the first bytes, or None when no known signature matches."""
+    for magic, fmt in _MAGIC.items():
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"):
+        return "pnm"
+    return None
+
+
+def _truncated(data: bytes, fmt: str | None) -> bool:
+    """JPEG without its end-of-image marker, PNG without its IEND chunk (trailing zero padding ignored)."""
+    tail = data[-4096:].rstrip(b"\x00")
+    if fmt == "jpeg":
+        return b"\xff\xd9" not in tail[-64:]
+    if fmt == "png":
+        return b"IEND" not in tail[-64:]
+    return False
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header without decoding pixels, when Pillow can parse it."""
+    try:
+        with Image.open(_bytesio.BytesIO(data)) as im:
+            return im.size
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None
+
+
+# --- detection and cropping -------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def load_cascade(name: str) -> cv2.CascadeClassifier:
+    """A Haar cascade from ``cv2.data.haarcascades`` (or a path); an error names the file when it is unusable."""
+    path = Path(name) if Path(name).is_file() else Path(cv2.data.haarcascades) / name
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        shipped = sorted(p.name for p in Path(cv2.data.haarcascades).glob("haarcascade_*.xml"))
+        raise ValueError(f"config key 'faces.cascade': could not load {path}; cascades shipped with OpenCV: "
+                         f"{', '.join(shipped)}")
+    return cascade
+
+
+def detect_faces(rgb: np.ndarray, *, cascade: str = "haarcascade_frontalface_default.xml",
+                 scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 64, max_side: int = 2048
+                 ) -> tuple[np.ndarray, int]:
+    """Haar face boxes in an RGB uint8 image (H, W, 3); returns ``(kept boxes (k, 4) int [x, y, w, h], found)``.
+
+    ``found`` counts every detection; ``kept`` are those with both sides >= ``min_size`` original pixels.
+    Images longer than ``max_side`` (0 = never) are downscaled for detection and boxes mapped back.
+    """
+    h, w = rgb.shape[:2]
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # (H, W) uint8
+    scale = max(h, w) / max_side if max_side and max(h, w) > max_side else 1.0
+    if scale > 1.0:
+        gray = cv2.resize(gray, (max(1, round(w / scale)), max(1, round(h / scale))),
+                          interpolation=cv2.INTER_AREA)  # (H/s, W/s)
+    det_min = max(1, int(np.floor(min_size / scale)))
+    found = load_cascade(cascade).detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=min_neighbors,
+                                                   minSize=(det_min, det_min))
+    boxes = np.asarray(found, dtype=np.float64).reshape(-1, 4) * scale  # (k, 4) in original pixels
+    boxes = np.rint(boxes).astype(np.int64)
+    boxes[:, 0] = np.clip(boxes[:, 0], 0, w - 1)
+    boxes[:, 1] = np.clip(boxes[:, 1], 0, h - 1)
+    boxes[:, 2] = np.minimum(boxes[:, 2], w - boxes[:, 0])
+    boxes[:, 3] = np.minimum(boxes[:, 3], h - boxes[:, 1])
+    kept = boxes[(boxes[:, 2] >= min_size) & (boxes[:, 3] >= min_size)]  # "sufficiently high resolution"
+    return kept, len(boxes)
+
+
+def crop_faces(rgb: np.ndarray, boxes: np.ndarray, *, margin: float = 0.0, image_size: int = 64) -> np.ndarray:
+    """Square crops (k, image_size, image_size, 3) uint8 of boxes (k, 4) [x, y, w, h] in an RGB image.
+
+    ``margin`` x side pixels are added on every side, shrunk equally on all sides to what fits inside the
+    image, so the crop stays a square centred on the box (nothing padded or stretched).
+    """
+    h, w = rgb.shape[:2]
+    out = np.empty((len(boxes), image_size, image_size, 3), np.uint8)
+    for k, (x, y, bw, bh) in enumerate(np.asarray(boxes, dtype=np.int64).reshape(-1, 4)):
+        room = min(x, y, w - (x + bw), h - (y + bh))  # pixels free around the box on its tightest side
+        m = max(0, min(int(round(margin * max(bw, bh))), room))
+        crop = rgb[y - m:y + bh + m, x - m:x + bw + m]  # (bh+2m, bw+2m, 3)
+        interp = cv2.INTER_AREA if min(crop.shape[:2]) >= image_size else cv2.INTER_LINEAR
+        out[k] = cv2.resize(crop, (image_size, image_size), interpolation=interp)  # (S, S, 3)
+    return out
+
+
+def process_image(path: str | Path, faces: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray, int]:
+    """Read, detect, crop one image: returns (JSON record, crops (k, S, S, 3), detections found)."""
+    size = faces["image_size"]
+    rgb, status = read_image(path)
+    if rgb is None:
+        return {"status": status, "boxes": []}, np.zeros((0, size, size, 3), np.uint8), 0
+    try:
+        boxes, found = detect_faces(rgb, **_detector_args(faces))
+    except cv2.error as e:
+        log.warning("%s: face detection failed: %s", path, str(e).strip().splitlines()[-1])
+        return {"status": "detector_error", "boxes": []}, np.zeros((0, size, size, 3), np.uint8), 0
+    crops = crop_faces(rgb, boxes, margin=faces["margin"], image_size=size)
+    record = {"status": "ok", "size": [int(rgb.shape[1]), int(rgb.shape[0])], "boxes": boxes.tolist(),
+              "found": found}
+    return record, crops, found
+
+
+def _detector_args(faces: Mapping[str, Any]) -> dict[str, Any]:
+    return {"cascade": faces["cascade"], "scale_factor": faces["scale_factor"],
+            "min_neighbors": faces["min_neighbors"], "min_size": faces["min_size"],
+            "max_side": faces["max_side"]}
+
+
+# --- rules ------------------------------------------------------------------------------------------
+
+
+def read_manifest(source_dir: str | Path) -> list[str]:
+    """Image paths (relative to ``source_dir``) listed in ``source_dir/manifest.txt``, blank lines skipped."""
+    path = Path(source_dir) / "manifest.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: a faces_raw folder needs manifest.txt (one image path "
+                                "per line, relative to the folder), the images and meta.json")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def shard_items(items: Sequence[str], shard: int, shards: int) -> list[str]:
+    """Shard ``shard`` of ``shards`` of ``items``: contiguous, sized as ``np.array_split`` cuts them."""
+    if shards < 1 or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1} (faces.shards = {shards})")
+    q, r = divmod(len(items), shards)
+    start = shard * q + min(shard, r)
+    return list(items[start:start + q + (1 if shard < r else 0)])
+
+
+def detect_shard_job(source_dir: str | Path, shard: int, shards: int, faces: Mapping[str, Any],
+                     boxes_path: str | Path, crops_path: str | Path) -> dict[str, Any]:
+    """Rule ``detect_faces_shard``: detect and crop the faces of shard ``shard`` of the manifest.
+
+    Writes ``boxes_path`` (JSON: ``images`` = {image path: {"status", "boxes": [[x, y, w, h], ...], ...}},
+    ``counts``, provenance; crops follow the manifest order and, within an image, the order of its boxes) and
+    ``crops_path`` ((N, S, S, 3) uint8, N = total kept boxes, possibly 0). Returns the JSON record.
+    """
+    t0 = time.time()
+    load_cascade(faces["cascade"])  # a bad cascade name fails before any image is read
+    paths = shard_items(read_manifest(source_dir), shard, shards)
+    size = faces["image_size"]
+    images: dict[str, Any] = {}
+    crops, status, found_total = [], Counter(), 0
+    for rel in paths:
+        record, c, found = process_image(Path(source_dir) / rel, faces)
+        images[rel] = record
+        status[record["status"]] += 1
+        found_total += found
+        crops.append(c)
+        if record["status"] != "ok":
+            log.warning("%s: skipped (%s)", rel, record["status"])
+    x = np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8)  # (N, S, S, 3)
+    counts = {"images": len(paths), "status": dict(sorted(status.items())),
+              "images_with_faces": sum(1 for r in images.values() if r["boxes"]),
+              "faces_found": found_total, "faces_kept": len(x)}
+    result = {"shard": shard, "shards": shards, "counts": counts, "images": images,
+              "provenance": io.provenance(config={"faces": dict(faces), "shard": shard, "shards": shards},
+                                          seed=None, inputs={"manifest": str(Path(source_dir) / "manifest.txt")},
+                                          started=t0)}
+    io.save_npy(crops_path, x)
+    io.write_json(boxes_path, result)
+    log.info("shard %d/%d: %d images, %d faces kept of %d found, skipped %s, %.2f s", shard, shards, len(paths),
+             len(x), found_total, {k: v for k, v in status.items() if k != "ok"}, time.time() - t0)
+    return result
+
+
+def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_paths: Sequence[str | Path],
+               out_dir: str | Path, summary_path: str | Path, faces: Mapping[str, Any], preset: str
+               ) -> dict[str, Any]:
+    """Rule ``gather_faces``: concatenate shard crops into the ``faces`` dataset and write a summary.
+
+    ``out_dir`` gets ``train_x.npy`` (N, S, S, 3) uint8, ``train_y.npy`` (all -1) and ``meta.json``
+    (``stand_in`` copied from the faces_raw meta), written beside it and renamed into place when complete.
+    """
+    t0 = time.time()
+    if len(box_paths) != len(crop_paths):
+        raise ValueError(f"{len(box_paths)} box files but {len(crop_paths)} crop files")
+    size = faces["image_size"]
+    parts, status, totals = [], Counter(), Counter()
+    for bp, cp in zip(box_paths, crop_paths):
+        rec = io.read_json(bp)
+        x = io.load_npy(cp, mmap=False)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (size, size, 3):
+            raise ValueError(f"{cp}: crops must be uint8 N x {size} x {size} x 3 (faces.image_size), got "
+                             f"{x.dtype} {x.shape}; rerun rule detect_faces_shard")
+        n_boxes = sum(len(r["boxes"]) for r in rec["images"].values())
+        if n_boxes != len(x):
+            raise ValueError(f"{bp} lists {n_boxes} kept boxes but {cp} holds {len(x)} crops")
+        parts.append(x)
+        status.update(rec["counts"]["status"])
+        totals.update({k: rec["counts"][k] for k in ("images", "images_with_faces", "faces_found", "faces_kept")})
+    x = np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)  # (N, S, S, 3)
+    src_meta = io.read_meta(source_dir)
+    stand_in = src_meta.get("stand_in")
+    meta = {
+        "name": "faces", "splits": {"train": len(x)}, "image_shape": [size, size, 3], "n_classes": 0,
+        "class_names": None,
+        "source": f"{src_meta.get('source', source_dir)}; faces found by OpenCV {faces['cascade']} (Sec. 4.2), "
+                  f"boxes >= {faces['min_size']} px kept, cropped with margin {faces['margin']} and resized to "
+                  f"{size}x{size}",
+        "stand_in": stand_in, "faces": dict(faces),
+    }
+    _write_dataset_dir(out_dir, x, meta)
+    skipped = {k: v for k, v in sorted(status.items()) if k != "ok"}
+    summary = {
+        "images_seen": totals["images"], "images_decoded": status.get("ok", 0), "skipped": skipped,
+        "skipped_total": sum(skipped.values()), "skip_reasons": {k: SKIP_REASONS[k] for k in skipped},
+        "images_with_faces": totals["images_with_faces"], "faces_found": totals["faces_found"],
+        "faces_kept": totals["faces_kept"], "crops": len(x), "image_size": size, "stand_in": stand_in,
+        "preset": preset,
+        "provenance": io.provenance(config={"faces": dict(faces), "preset": preset}, seed=None,
+                                    inputs={"boxes": [str(p) for p in box_paths]}, started=t0),
+    }
+    io.write_json(summary_path, summary)
+    log.info("faces: %d images seen, %d skipped %s, %d faces kept of %d found", summary["images_seen"],
+             summary["skipped_total"], skipped, summary["faces_kept"], summary["faces_found"])
+    return summary
+
+
+def _write_dataset_dir(out_dir: str | Path, x: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write the ``train`` split and meta.json into a folder built beside ``out_dir``, then rename it in."""
+    out_dir = Path(out_dir)
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    try:
+        io.write_dataset(tmp_dir, "train", x)
+        io.write_json(tmp_dir / "meta.json", meta)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp_dir.rename(out_dir)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two [x, y, w, h] boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def evaluate_detector(images: Sequence[np.ndarray] | np.ndarray, true_boxes: Sequence[Any] | np.ndarray, *,
+                      cascade: str = "haarcascade_frontalface_default.xml", scale_factor: float = 1.1,
+                      min_neighbors: int = 5, min_size: int = 64, max_side: int = 2048,
+                      iou_threshold: float = 0.5) -> dict[str, Any]:
+    """Score :func:`detect_faces` on RGB images with known face boxes.
+
+    ``true_boxes``: per image one [x, y, w, h] box or a (k, 4) array of boxes. Each true box is matched
+    greedily to the unmatched kept detection of highest IoU; it counts as found when that IoU >=
+    ``iou_threshold``. Returns recall over all true faces, ``recall_eligible`` over true faces whose side is
+    >= ``min_size`` (smaller ones are dropped by design), false detections (kept detections matching no true
+    face) per image, and the mean IoU of matched faces.
+    """
+    tp = tp_eligible = n_true = n_eligible = false = 0
+    ious: list[float] = []
+    for img, tb in zip(images, true_boxes):
+        truth = np.asarray(tb, dtype=np.float64).reshape(-1, 4)
+        det, _ = detect_faces(np.asarray(img), cascade=cascade, scale_factor=scale_factor,
+                              min_neighbors=min_neighbors, min_size=min_size, max_side=max_side)
+        unmatched = list(range(len(det)))
+        for t in truth:
+            eligible = min(t[2], t[3]) >= min_size
+            n_true += 1
+            n_eligible += eligible
+            scores = [(iou(t, det[j]), j) for j in unmatched]
+            best, j = max(scores, default=(0.0, -1))
+            if best >= iou_threshold:
+                unmatched.remove(j)
+                tp += 1
+                tp_eligible += eligible
+                ious.append(best)
+        false += len(unmatched)
+    n_img = len(true_boxes)
+    return {
+        "images": n_img, "faces": n_true, "found": tp, "recall": tp / n_true if n_true else None,
+        "faces_eligible": n_eligible, "recall_eligible": tp_eligible / n_eligible if n_eligible else None,
+        "false_detections": false, "false_detections_per_image": false / n_img if n_img else None,
+        "mean_iou_found": float(np.mean(ious)) if ious else None, "iou_threshold": iou_threshold,
+        "settings": {"cascade": cascade, "scale_factor": scale_factor, "min_neighbors": min_neighbors,
+                     "min_size": min_size, "max_side": max_side},
+    }

@@ -1,0 +1,527 @@
+"""dcgan_repro.data: demo stand-ins, the real loaders on small local copies, and their error paths.
+
+Nothing here reaches the internet: torchvision's download functions are monkeypatched to fail, and the LSUN
+download is served from a loopback HTTP server. Real MNIST (../shared/data) is used when present.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import pickle
+import shutil
+import threading
+import urllib.error
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcgan_repro import data, io
+
+CONTRACT_KEYS = {"name", "splits", "image_shape", "n_classes", "class_names", "source", "stand_in", "provenance"}
+DEMO_CFG = {
+    "mnist": {"source": "demo", "path": "unused"},
+    "cifar10": {"source": "demo", "path": "unused"},
+    "svhn": {"source": "demo", "path": "unused"},
+    "lsun_raw": {"source": "demo", "path": "unused", "category": "bedroom", "image_size": 64, "max_images": 0},
+    "imagenet": {"source": "demo", "path": None, "image_size": 32, "max_images": 0},
+    "faces_raw": {"source": "demo", "path": "unused", "max_images": 0, "link": "hardlink"},
+}
+# name -> (splits, image shape, n_classes)
+DEMO_EXPECT = {
+    "mnist": ({"train": 1497, "test": 300}, [28, 28, 1], 10),
+    "cifar10": ({"train": 2000, "test": 500}, [32, 32, 3], 10),
+    "svhn": ({"train": 1497, "test": 300}, [32, 32, 3], 10),
+    "lsun_raw": ({"train": 1501}, [64, 64, 3], 0),
+    "imagenet": ({"train": 1500}, [32, 32, 3], 15),
+}
+HAAR = dict(scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Every demo dataset, ingested once: name -> folder."""
+    root = tmp_path_factory.mktemp("demo")
+    for name, cfg in DEMO_CFG.items():
+        data.ingest(name, cfg, root / name, seed=0)
+    return {name: root / name for name in DEMO_CFG}
+
+
+def no_download(*args, **kwargs):
+    raise urllib.error.URLError("offline (test)")
+
+
+def reference_resize_crop(img: Image.Image, size: int) -> np.ndarray:
+    """torchvision's own Resize + CenterCrop pipeline (what pytorch/examples uses for LSUN)."""
+    from torchvision import transforms
+
+    return np.asarray(transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size)])(img))
+
+
+def jpeg_bytes(img: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def photo_crop(name: str, h: int, w: int) -> np.ndarray:
+    return np.ascontiguousarray(data.demo_photo(name)[:h, :w])
+
+
+# --- demo stand-ins ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DEMO_EXPECT))
+def test_demo_arrays_follow_the_contract(demo, name):
+    meta = io.read_meta(demo[name])
+    splits, shape, n_classes = DEMO_EXPECT[name]
+    assert CONTRACT_KEYS <= set(meta) and meta["name"] == name
+    assert meta["splits"] == splits and meta["image_shape"] == shape and meta["n_classes"] == n_classes
+    assert "standing in for" in meta["stand_in"] and meta["provenance"]["seed"] == 0
+    assert (meta["class_names"] is None) == (n_classes == 0)
+    for split, n in splits.items():
+        x, y = io.read_dataset(demo[name], split)
+        assert x.dtype == np.uint8 and x.shape == (n, *shape)
+        assert y.dtype == np.int64 and y.shape == (n,)
+        if n_classes:
+            assert set(np.unique(y)) == set(range(n_classes))
+        else:
+            assert (y == -1).all()
+        assert 20 < x.mean() < 235 and x.std() > 20  # real image content, not blank
+
+
+def test_demo_mnist_is_load_digits_upscaled_and_stratified(demo):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    xtr, ytr = io.read_dataset(demo["mnist"], "train")
+    xte, yte = io.read_dataset(demo["mnist"], "test")
+    assert np.bincount(yte).min() >= 29 and np.bincount(yte).max() <= 31  # stratified 300
+    assert sorted([*ytr, *yte]) == sorted(digits.target)
+    assert not np.asarray(xtr)[:, :4].any() and not np.asarray(xtr)[:, -4:].any()  # MNIST-like 4 px frame
+    # every training image, shrunk back to 8x8, matches some load_digits image of the same label
+    small = np.stack([cv2.resize(np.asarray(im[4:24, 4:24, 0], np.float32), (8, 8), interpolation=cv2.INTER_AREA)
+                      for im in xtr[:50]]) * 16 / 255
+    dist = ((small[:, None] - digits.images[None]) ** 2).sum(axis=(2, 3))  # (50, 1797)
+    assert (digits.target[dist.argmin(1)] == ytr[:50]).all()
+    assert dist.min(1).max() < 0.1 * dist.mean()
+
+
+def test_demo_is_deterministic_from_the_seed(demo, tmp_path):
+    again = data.ingest("svhn", DEMO_CFG["svhn"], tmp_path / "a", seed=0)
+    other = data.ingest("svhn", DEMO_CFG["svhn"], tmp_path / "b", seed=1)
+    assert again["splits"] == other["splits"]
+    x0 = np.asarray(io.read_dataset(demo["svhn"], "train")[0])
+    assert np.array_equal(x0, io.read_dataset(tmp_path / "a", "train")[0])
+    assert not np.array_equal(x0, io.read_dataset(tmp_path / "b", "train")[0])
+
+
+def test_demo_lsun_planted_duplicates_are_the_near_duplicates(demo):
+    meta = io.read_meta(demo["lsun_raw"])
+    pairs = np.asarray(meta["planted_duplicates"])
+    kinds = meta["planted_duplicate_kinds"]
+    assert len(pairs) == 136 and set(kinds) == set(data.DUPLICATE_KINDS)
+    assert len(set(pairs[:, 0])) == len(pairs) and not set(pairs[:, 0]) & set(pairs[:, 1])
+    x = np.asarray(io.read_dataset(demo["lsun_raw"], "train")[0])
+    for (d, o), kind in zip(pairs, kinds):
+        diff = x[d].astype(int) - x[o].astype(int)
+        if kind == "exact":
+            assert not diff.any()
+        elif kind == "brightness":
+            assert 10 <= abs(np.median(diff)) <= 30
+        elif kind == "jpeg":
+            assert 0 < np.abs(diff).mean() < 12  # measured max 10.4 (quality 50 on fine texture)
+        else:  # shift: content moved by 1-2 px; aligned at the best offset it matches (measured max 6.5)
+            best = min(np.abs(x[d, 2 + dy:62 + dy, 2 + dx:62 + dx].astype(int) - x[o, 2:62, 2:62]).mean()
+                       for dy in range(-2, 3) for dx in range(-2, 3))
+            assert 0 < best < 8 and np.abs(diff).mean() > 0
+    # on 16x16 thumbnails (brightness removed), each planted duplicate's nearest neighbour is its original, and
+    # no unplanted pair is as close as the typical planted one: the dedup stage has exactly these to find
+    thumbs = np.stack([cv2.resize(im, (16, 16), interpolation=cv2.INTER_AREA) for im in x]).reshape(len(x), -1)
+    t = thumbs.astype(np.float32)
+    t -= t.mean(1, keepdims=True)
+    d2 = (t * t).sum(1)[:, None] + (t * t).sum(1)[None] - 2 * t @ t.T
+    np.fill_diagonal(d2, np.inf)
+    assert (d2[pairs[:, 0]].argmin(1) == pairs[:, 1]).mean() > 0.95
+    planted = np.zeros_like(d2, dtype=bool)
+    planted[pairs[:, 0], pairs[:, 1]] = planted[pairs[:, 1], pairs[:, 0]] = True
+    typical = np.median(d2[planted])
+    assert (d2[~planted] < typical).sum() / 2 <= 2
+
+
+def test_demo_faces_files_manifest_and_detector(demo):
+    folder = demo["faces_raw"]
+    meta = io.read_meta(folder)
+    names = (folder / "manifest.txt").read_text().splitlines()
+    assert len(names) == meta["n_images"] == 40 and all((folder / n).is_file() for n in names)
+    assert {Path(n).suffix for n in names} == {".jpg", ".png"}
+    empty, truncated = meta["planted_broken"]
+    assert (folder / empty).stat().st_size == 0
+    assert data.decode_image(folder / truncated) == (None, "truncated")
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    found = {"astronaut": [], "lfw": []}
+    for name, boxes in meta["planted_faces"].items():
+        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
+        # minSize below the smallest planted face finds the same boxes as minSize 24, with fewer scales to scan
+        small = int(0.6 * min(b[2] for b in boxes))
+        dets = cascade.detectMultiScale(img, **{**HAAR, "minSize": (small, small)})
+        for x, y, w, h, src in boxes:
+            assert 0 <= x and x + w <= img.shape[1] and 0 <= y and y + h <= img.shape[0]
+            hit = any(abs(dx - x) < w / 3 and abs(dy - y) < h / 3 and 0.6 < dw / w < 1.6 for dx, dy, dw, _ in dets)
+            found["astronaut" if src == "astronaut" else "lfw"].append(hit)
+    assert len(found["astronaut"]) == 14 and len(found["lfw"]) == 18
+    assert np.mean(found["astronaut"]) >= 0.9  # measured: 14 / 14
+    assert np.mean(found["lfw"]) >= 0.7  # measured: 18 / 18 (LFW 25x25 crops enlarged to 90-160 px)
+    for name in meta["faceless"]:
+        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
+        assert len(cascade.detectMultiScale(img, **HAAR)) == 0, name
+
+
+def test_astronaut_face_box_is_what_the_cascade_finds():
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    gray = cv2.cvtColor(data.demo_photo("astronaut"), cv2.COLOR_RGB2GRAY)
+    assert [tuple(map(int, b)) for b in cascade.detectMultiScale(gray, **HAAR)] == [data.ASTRONAUT_FACE]
+
+
+def test_demo_photos_all_load():
+    for name in data.DEMO_POOL:
+        img = data.demo_photo(name)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 300, name
+    assert data.demo_photo("motorcycle_left").shape == (500, 741, 3)
+
+
+# --- config errors ---------------------------------------------------------------------------------------------
+
+
+def test_unknown_source_names_the_key_and_the_choices(tmp_path):
+    with pytest.raises(data.DataError, match=r"'data\.lsun\.source'.*'demoo'.*download, path, demo"):
+        data.ingest("lsun_raw", {**DEMO_CFG["lsun_raw"], "source": "demoo"}, tmp_path / "x", seed=0)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("path", [None, "missing"])
+def test_imagenet_without_a_folder_says_what_to_set(tmp_path, path):
+    cfg = {"source": "path", "path": path and str(tmp_path / path), "image_size": 32, "max_images": 0}
+    with pytest.raises(data.DataError, match=r"data\.imagenet\.path") as e:
+        data.ingest("imagenet", cfg, tmp_path / "imagenet", seed=0)
+    assert ("not set" in str(e.value) and "ImageNet-1k train folder" in str(e.value)) if path is None \
+        else str(tmp_path / path) in str(e.value)
+    assert not (tmp_path / "imagenet").exists() and not list(tmp_path.glob(".imagenet*"))
+
+
+# --- real MNIST (../shared/data) ---------------------------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+def test_mnist_real_files(shared_data, tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as tv_mnist
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", no_download)  # must not be needed
+    meta = data.ingest("mnist", {"source": "download", "path": str(shared_data / "mnist")}, tmp_path / "m", seed=0)
+    assert meta["splits"] == {"train": 60000, "test": 10000} and meta["stand_in"] is None
+    x, y = io.read_dataset(tmp_path / "m", "train")
+    assert x.shape == (60000, 28, 28, 1) and x.dtype == np.uint8 and y[0] == 5
+    assert abs(x.mean() / 255 - 0.1307) < 1e-4
+    assert np.bincount(y).tolist()[:3] == [5923, 6742, 5958]
+    assert io.read_dataset(tmp_path / "m", "test")[1][0] == 7
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_mnist_damaged_file_is_named_and_removed(shared_data, tmp_path, monkeypatch, damage):
+    import torchvision.datasets.mnist as tv_mnist
+
+    raw = tmp_path / "dl" / "MNIST" / "raw"
+    shutil.copytree(shared_data / "mnist" / "MNIST" / "raw", raw)
+    victim = raw / "train-labels-idx1-ubyte"
+    victim.chmod(0o644)
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:5000])
+    else:
+        victim.unlink()
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", no_download)
+    with pytest.raises(data.DownloadError) as e:
+        data.ingest("mnist", {"source": "download", "path": str(tmp_path / "dl")}, tmp_path / "m", seed=0)
+    msg = str(e.value)
+    why = "failed its md5 check and was removed" if damage == "truncate" else "is missing"
+    assert msg.startswith(f"MNIST: {victim} {why}") and "offline (test)" in msg
+    assert "train-labels-idx1-ubyte.gz" in msg and f"in {raw}/" in msg
+    assert "images" not in msg  # the intact files are neither named nor fetched again
+    assert not victim.exists()  # a bad file is rejected and removed
+    assert not (tmp_path / "m").exists() and not list(tmp_path.glob(".m.*"))  # nothing half-written
+
+
+# --- torchvision datasets: download failures and conversion ----------------------------------------------------
+
+
+def test_cifar10_download_failure_says_what_to_place_where(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_download)
+    with pytest.raises(data.DownloadError) as e:
+        data.ingest("cifar10", {"source": "download", "path": str(tmp_path / "c")}, tmp_path / "out", seed=0)
+    msg = str(e.value)
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in msg
+    assert "cifar-10-python.tar.gz" in msg and str(tmp_path / "c") in msg
+
+
+def test_svhn_download_failure_says_what_to_place_where(tmp_path, monkeypatch):
+    import torchvision.datasets.svhn as tv_svhn
+
+    monkeypatch.setattr(tv_svhn, "download_url", no_download)
+    with pytest.raises(data.DownloadError, match=r"train_32x32\.mat") as e:
+        data.ingest("svhn", {"source": "download", "path": str(tmp_path / "s")}, tmp_path / "out", seed=0)
+    assert "http://ufldl.stanford.edu/housenumbers/train_32x32.mat" in str(e.value)
+
+
+def test_celeba_download_failure_lists_every_file(tmp_path, monkeypatch):
+    import torchvision.datasets.celeba as tv_celeba
+
+    def refuse(*a, **k):
+        raise RuntimeError("Too many users have viewed or downloaded this file recently (test)")
+
+    monkeypatch.setattr(tv_celeba, "download_file_from_google_drive", refuse)
+    cfg = {"source": "celeba", "path": str(tmp_path / "f"), "max_images": 0, "link": "hardlink"}
+    with pytest.raises(data.DownloadError) as e:
+        data.ingest("faces_raw", cfg, tmp_path / "out", seed=0)
+    msg = str(e.value)
+    for _, md5, fname in tv_celeba.CelebA.file_list:
+        assert f"{tmp_path / 'f' / 'celeba' / fname}  (md5 {md5})" in msg
+    assert "Too many users" in msg
+
+
+@pytest.mark.shared_data
+def test_cifar10_loader_matches_the_official_arrays(shared_data, tmp_path, monkeypatch):
+    """The torchvision CIFAR-10 pickle layout -> our NHWC arrays, checked on real CIFAR-10 images."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    ref = np.load(shared_data / "cifar10" / "cifar10_subset.npz")
+    base = tmp_path / "c" / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    to_rows = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # noqa: E731 (N,32,32,3) -> (N, 3072) CHW
+    for i, (f, _) in enumerate(tv_cifar.CIFAR10.train_list):
+        part = slice(i * 800, (i + 1) * 800)
+        (base / f).write_bytes(pickle.dumps({"data": to_rows(ref["x_train"][part]),
+                                             "labels": ref["y_train"][part].tolist()}))
+    (base / "test_batch").write_bytes(pickle.dumps({"data": to_rows(ref["x_test"]), "labels": ref["y_test"].tolist()}))
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(c) for c in ref["class_names"]]}))
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # our files are not the official md5s
+    monkeypatch.setattr(data, "md5_ok", lambda *a, **k: True)
+    meta = data.ingest("cifar10", {"source": "download", "path": str(tmp_path / "c")}, tmp_path / "out", seed=0)
+    assert meta["splits"] == {"train": 4000, "test": 1000}
+    for split in ("train", "test"):
+        x, y = io.read_dataset(tmp_path / "out", split)
+        assert np.array_equal(x, ref[f"x_{split}"]) and np.array_equal(y, ref[f"y_{split}"])
+
+
+def test_svhn_labels_are_digits_and_images_nhwc(tmp_path, monkeypatch):
+    import scipy.io
+    import torchvision.datasets.svhn as tv_svhn
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    digits = np.arange(12) % 10  # file convention: digit 0 is stored as 10
+    root = tmp_path / "s"
+    root.mkdir()
+    for split in ("train", "test"):
+        fname = tv_svhn.SVHN.split_list[split][1]
+        file_y = np.where(digits == 0, 10, digits)[:, None]  # (N, 1)
+        scipy.io.savemat(root / fname, {"X": imgs.transpose(1, 2, 3, 0), "y": file_y})  # X: (32, 32, 3, N)
+    monkeypatch.setattr(tv_svhn, "check_integrity", lambda *a, **k: True)  # our files are not the official md5s
+    monkeypatch.setattr(tv_svhn, "download_url", lambda *a, **k: None)  # torchvision would fetch over them
+    monkeypatch.setattr(data, "md5_ok", lambda *a, **k: True)
+    meta = data.ingest("svhn", {"source": "download", "path": str(root)}, tmp_path / "out", seed=0)
+    x, y = io.read_dataset(tmp_path / "out", "train")
+    assert np.array_equal(x, imgs) and np.array_equal(y, digits) and meta["n_classes"] == 10
+
+
+# --- image folders: ImageNet (ImageFolder) and faces (folder) -----------------------------------------------------
+
+
+@pytest.fixture
+def image_tree(tmp_path):
+    """Two class folders of real photo crops (JPEG and PNG, odd sizes) plus a truncated and an empty JPEG."""
+    root = tmp_path / "train"
+    shapes = [(120, 90), (64, 200), (50, 50)]
+    for cls, photo in (("n001", "coffee"), ("n002", "chelsea")):
+        (root / cls).mkdir(parents=True)
+        for i, (h, w) in enumerate(shapes):
+            img = photo_crop(photo, h, w)
+            if i == 1:
+                Image.fromarray(img).save(root / cls / f"{i}.png")
+            else:
+                (root / cls / f"{i}.JPEG").write_bytes(jpeg_bytes(img))
+    whole = jpeg_bytes(photo_crop("rocket", 200, 300))
+    (root / "n002" / "bad_truncated.JPEG").write_bytes(whole[: len(whole) // 2])
+    (root / "n002" / "bad_empty.JPEG").write_bytes(b"")
+    return root
+
+
+def test_imagenet_folder_resizes_like_torchvision_and_counts_bad_files(image_tree, tmp_path):
+    cfg = {"source": "path", "path": str(image_tree), "image_size": 32, "max_images": 0}
+    meta = data.ingest("imagenet", cfg, tmp_path / "out", seed=0, workers=2)
+    assert meta["splits"] == {"train": 6} and meta["class_names"] == ["n001", "n002"] and meta["stand_in"] is None
+    assert meta["skipped"] == {"truncated": 1, "empty": 1}
+    x, y = io.read_dataset(tmp_path / "out", "train")
+    assert x.shape == (6, 32, 32, 3) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    good = [p for p in sorted(image_tree.rglob("*")) if p.is_file() and not p.name.startswith("bad")]
+    for i, p in enumerate(good):
+        assert np.array_equal(x[i], reference_resize_crop(Image.open(p).convert("RGB"), 32)), p
+    sub = data.ingest("imagenet", {**cfg, "max_images": 3}, tmp_path / "sub", seed=0)
+    assert sub["splits"]["train"] <= 3
+
+
+@pytest.mark.parametrize("link", ["hardlink", "copy"])
+def test_faces_folder_links_readable_images_and_counts_bad_ones(image_tree, tmp_path, link):
+    (image_tree / "notes.txt").write_text("not an image")
+    cfg = {"source": "folder", "path": str(image_tree), "max_images": 0, "link": link}
+    meta = data.ingest("faces_raw", cfg, tmp_path / "faces_raw", seed=0)
+    out = tmp_path / "faces_raw"
+    names = (out / "manifest.txt").read_text().splitlines()
+    assert len(names) == meta["n_images"] == 6 and meta["skipped"] == {"truncated": 1, "empty": 1}
+    assert names[0] == "images/n001/0.JPEG"
+    for n in names:
+        src = image_tree / n.removeprefix("images/")
+        assert (out / n).read_bytes() == src.read_bytes()
+        assert os.path.samefile(out / n, src) == (link == "hardlink")
+
+
+# --- LSUN: LMDB reader and resumable download ------------------------------------------------------------------
+
+
+@pytest.fixture
+def lsun_lmdb(tmp_path):
+    """A tiny LMDB in the LSUN export format: JPEG values (short side 256 like LSUN, or odd sizes), plus a
+    truncated JPEG and a non-image value. Returns (folder, the decoded good images in key order)."""
+    import lmdb
+
+    db = tmp_path / "bedroom_train_lmdb"
+    env = lmdb.open(str(db), map_size=1 << 26)
+    good = []
+    with env.begin(write=True) as txn:
+        for i, (photo, h, w) in enumerate([("coffee", 256, 340), ("chelsea", 300, 256), ("rocket", 256, 256),
+                                           ("china", 120, 90), ("flower", 256, 400)]):
+            enc = jpeg_bytes(photo_crop(photo, h, w), quality=75)
+            txn.put(f"{i:04d}".encode(), enc)
+            good.append(Image.open(BytesIO(enc)).convert("RGB"))
+        whole = jpeg_bytes(photo_crop("retina", 256, 256))
+        txn.put(b"0001a", whole[: len(whole) // 3])
+        txn.put(b"0002a", b"<html>not an image</html>")
+    env.close()
+    return db, good
+
+
+def test_lsun_lmdb_is_decoded_resized_and_bad_values_counted(lsun_lmdb, tmp_path):
+    db, good = lsun_lmdb
+    cfg = {"source": "path", "path": str(db), "category": "bedroom", "image_size": 64, "max_images": 0}
+    meta = data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0, workers=2)
+    assert meta["splits"] == {"train": 5} and meta["lmdb_entries"] == 7 and meta["stand_in"] is None
+    assert meta["skipped"] == {"truncated": 1, "not_an_image": 1}
+    assert sorted(r for _, r in meta["skipped_examples"]) == ["not_an_image", "truncated"]
+    x, y = io.read_dataset(tmp_path / "out", "train")
+    assert x.shape == (5, 64, 64, 3) and (y == -1).all()
+    for i, img in enumerate(good):
+        assert np.array_equal(x[i], reference_resize_crop(img, 64))
+    capped = data.ingest("lsun_raw", {**cfg, "max_images": 3}, tmp_path / "cap", seed=0)
+    assert capped["splits"] == {"train": 3}
+    assert np.array_equal(io.read_dataset(tmp_path / "cap", "train")[0], x[:3])
+
+
+def test_lsun_path_without_lmdb_names_the_folder(tmp_path):
+    cfg = {"source": "path", "path": str(tmp_path), "category": "bedroom", "image_size": 64, "max_images": 0}
+    with pytest.raises(data.DataError, match=r"data\.lsun\.path.*no data\.mdb.*bedroom_train_lmdb"):
+        data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+
+
+class _RangeServer(http.server.ThreadingHTTPServer):
+    """Loopback HTTP server for one payload, honouring 'Range: bytes=N-' like the LSUN server."""
+
+    def __init__(self, payload: bytes):
+        self.payload, self.ranges = payload, []
+        super().__init__(("127.0.0.1", 0), _RangeHandler)
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server API)
+        body, rng = self.server.payload, self.headers.get("Range")
+        self.server.ranges.append(rng)
+        if rng:
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            body = body[start:]
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(payload: bytes) -> _RangeServer:
+        srv = _RangeServer(payload)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_lsun_download_resumes_checks_and_unzips(lsun_lmdb, tmp_path, monkeypatch, serve):
+    db, good = lsun_lmdb
+    zpath = tmp_path / "lsun.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for f in db.iterdir():
+            zf.write(f, f"bedroom_train_lmdb/{f.name}")
+    payload = zpath.read_bytes()
+    srv = serve(payload)
+    monkeypatch.setattr(data, "LSUN_URL", f"http://127.0.0.1:{srv.server_port}/{{category}}_train_lmdb.zip")
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    (dl / "bedroom_train_lmdb.zip.part").write_bytes(payload[:1000])  # an interrupted earlier download
+    cfg = {"source": "download", "path": str(dl), "category": "bedroom", "image_size": 64, "max_images": 0}
+    meta = data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    assert srv.ranges == ["bytes=1000-"]  # resumed, not restarted
+    assert (dl / "bedroom_train_lmdb.zip").read_bytes() == payload
+    assert (dl / "bedroom_train_lmdb" / "data.mdb").is_file() and meta["splits"] == {"train": 5}
+
+
+def test_download_rejects_wrong_checksum_and_corrupt_zip(tmp_path, monkeypatch, serve):
+    srv = serve(b"PK not really a zip" * 100)
+    url = f"http://127.0.0.1:{srv.server_port}/x.zip"
+    with pytest.raises(data.DownloadError, match="sha256"):
+        data.download_file(url, tmp_path / "x.zip", sha256="0" * 64)
+    assert not list(tmp_path.iterdir())  # rejected and removed
+    monkeypatch.setattr(data, "LSUN_URL", url.replace("x.zip", "{category}.zip"))
+    cfg = {"source": "download", "path": str(tmp_path), "category": "bedroom", "image_size": 64, "max_images": 0}
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    assert not (tmp_path / "bedroom_train_lmdb.zip").exists()
+
+
+def test_lsun_download_offline_names_url_and_destination(tmp_path, monkeypatch):
+    srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    port = srv.server_port
+    srv.server_close()  # nothing listens there now: connection refused at once
+    monkeypatch.setattr(data, "LSUN_URL", f"http://127.0.0.1:{port}/{{category}}_train_lmdb.zip")
+    cfg = {"source": "download", "path": str(tmp_path / "dl"), "category": "bedroom", "image_size": 64,
+           "max_images": 0}
+    with pytest.raises(data.DownloadError) as e:
+        data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    msg = str(e.value)
+    assert f"http://127.0.0.1:{port}/bedroom_train_lmdb.zip" in msg
+    assert str(tmp_path / "dl" / "bedroom_train_lmdb.zip") in msg and "source: path" in msg

@@ -1,0 +1,242 @@
+"""dcgan_repro.train: a killed-and-resumed run ends bitwise equal to an uninterrupted one, the recipes update
+G and D as the authors' code / pytorch/examples do, the lr schedule matches the code's decrement, outputs follow
+docs/CONTRACTS.md, the collapse detector stops bad runs. Tiny synthetic datasets, CPU, a few seconds each."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dcgan_repro import io, models, train
+
+torch.set_num_threads(1)
+COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}
+SHAPES = {"svhn32": (32, 32, 3), "dcgan64": (64, 64, 3), "mnist_cond_dcgan": (28, 28, 1),
+          "mnist_cond_mlp": (28, 28, 1), "imagenet32": (32, 32, 3)}
+
+
+def make_run(model="svhn32", recipe="paper", **kw) -> dict:
+    run = {"dataset": "svhn", "model": model, "recipe": recipe, "ngf": 4, "ndf": 4, "nz": 8, "batch_size": 8,
+           "lr": 2e-3, "beta1": 0.5, "weight_decay": 1e-5, "epochs": 3, "decay_epochs": 1,
+           "snapshot_epochs": [1, 3], "checkpoint_every": 4, "sample_every": 5, "log_every": 3, "max_steps": 0,
+           "seed": 7}
+    run.update(kw)
+    return run
+
+
+def make_data(root: Path, model: str, n: int = 44, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    d = root / f"data_{model}"
+    io.write_dataset(d, "train", rng.integers(0, 256, (n, *SHAPES[model]), dtype=np.uint8), rng.integers(0, 10, n))
+    io.write_json(d / "meta.json", {"name": "synthetic", "stand_in": "random pixels (test)"})
+    return d
+
+
+def fit(root: Path, tag: str, run: dict, data: Path, ckpt: str | None = None) -> tuple[dict, Path]:
+    out = root / tag
+    summary = train.train_gan(run, "t", data, out / "model.pt", out / "summary.json",
+                              root / (ckpt or f"ck_{tag}"), COMMON)
+    return summary, out
+
+
+def same_weights(a: Path, b: Path) -> None:
+    ca, cb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    for net in ("netG", "netD"):
+        assert ca[net].keys() == cb[net].keys()
+        for k in ca[net]:
+            assert torch.equal(ca[net][k], cb[net][k]), f"{net}.{k} differs"
+
+
+def stats(out: Path) -> list[dict]:
+    rows = [json.loads(ln) for ln in (out / "stats.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("steps_per_s", "images_per_s")} for r in rows]
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model,recipe", [("svhn32", "paper"), ("mnist_cond_mlp", "paper"),
+                                          ("dcgan64", "pytorch_examples")])
+def test_crash_and_resume_is_bitwise_identical(tmp_path, monkeypatch, model, recipe):
+    """Killed at step 11 (last checkpoint at 8), resumed: same final weights, stats and snapshots as a run that
+    was never interrupted. mnist_cond_mlp covers dropout (torch RNG) and labels; dcgan64 the D-then-G recipe."""
+    run = make_run(model, recipe, ngf=2 if model == "dcgan64" else 4, ndf=2 if model == "dcgan64" else 4)
+    data = make_data(tmp_path, model)                           # 44 images / 8 = 5 steps per epoch, 15 steps
+    full, out_full = fit(tmp_path, "full", run, data)
+    assert full["steps"] == 15 and full["resumed_from_step"] is None
+
+    def crash_at_11(step):
+        if step == 11:
+            raise Crash
+
+    monkeypatch.setattr(train, "_after_step", crash_at_11)
+    with pytest.raises(Crash):
+        fit(tmp_path, "resumed", run, data)
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(train, "_after_step", lambda step: None)
+    resumed, out_res = fit(tmp_path, "resumed", run, data)
+    assert resumed["resumed_from_step"] == 10                  # epoch end at step 10 is the newest checkpoint
+    same_weights(out_full / "model.pt", out_res / "model.pt")
+    same_weights(out_full / "epoch003.pt", out_res / "epoch003.pt")
+    assert stats(out_full) == stats(out_res)
+    assert not list((tmp_path / "ck_resumed").glob("*.pt"))    # finished: crash-recovery state removed
+
+
+def test_max_steps_stop_then_continue(tmp_path):
+    run = make_run()
+    data = make_data(tmp_path, "svhn32")
+    fit(tmp_path, "full", run, data)
+    part, out = fit(tmp_path, "part", {**run, "max_steps": 7}, data)
+    ck = torch.load(out / "model.pt", weights_only=True)
+    assert part["stopped_early"] and ck["stopped_early"] and ck["step"] == 7 and ck["epoch"] == 1
+    assert set(ck["snapshots"]) == {1}                         # epoch 3 was never reached
+    assert (out / "samples" / "step0000007.png").exists()      # final grid even off the sample_every grid
+    assert list((tmp_path / "ck_part").glob("step*.pt"))        # kept, so the run can continue
+    rest, out = fit(tmp_path, "part", run, data)               # max_steps back to 0: resumes at 7
+    assert rest["resumed_from_step"] == 7 and not rest["stopped_early"] and rest["steps"] == 15
+    same_weights(tmp_path / "full" / "model.pt", out / "model.pt")
+
+
+def test_finished_run_retrains_and_changed_config_is_not_resumed(tmp_path):
+    run = make_run(epochs=1, decay_epochs=0, snapshot_epochs=[1])
+    data = make_data(tmp_path, "svhn32")
+    fit(tmp_path, "a", {**run, "max_steps": 3}, data, ckpt="ck")
+    # lr changed after a stop: the old checkpoints are moved aside, not resumed, not overwritten
+    again, _ = fit(tmp_path, "a", {**run, "lr": 1e-3}, data, ckpt="ck")
+    assert again["resumed_from_step"] is None and again["steps"] == 5
+    stale = list(tmp_path.glob("ck.stale-*"))
+    assert len(stale) == 1 and list(stale[0].glob("step000000003.pt"))
+    # a finished run leaves no checkpoint, so a forced rerun trains from step 0
+    third, _ = fit(tmp_path, "a", {**run, "lr": 1e-3}, data, ckpt="ck")
+    assert third["resumed_from_step"] is None
+
+
+def test_outputs_follow_the_contract(tmp_path):
+    run = make_run("mnist_cond_dcgan", ngf=4, ndf=4)
+    data = make_data(tmp_path, "mnist_cond_dcgan")
+    summary, out = fit(tmp_path, "m", run, data)
+    netG, netD, ck = models.load_checkpoint(out / "model.pt", "cpu", run=run)
+    assert set(models.CHECKPOINT_KEYS) <= set(ck)
+    assert ck["name"] == "t" and ck["run"] == run and ck["epoch"] == 3 and ck["step"] == 15
+    assert ck["snapshots"] == {1: str(out / "epoch001.pt"), 3: str(out / "epoch003.pt")}
+    assert ck["data_meta"]["stand_in"] == "random pixels (test)"
+    assert {"code_version", "seed", "config", "inputs", "wall_time_s"} <= set(ck["provenance"])
+    snap = torch.load(out / "epoch001.pt", weights_only=True)
+    assert set(models.CHECKPOINT_KEYS) <= set(snap) and snap["epoch"] == 1 and snap["step"] == 5
+    same = json.loads((out / "summary.json").read_text())
+    assert same["steps"] == 15 and same["provenance"]["seed"] == 7 and same["stand_in"] == "random pixels (test)"
+    rows = stats(out)
+    # log_every 3 (3, 6, ...), checkpoint_every 4 (4, 8, 12), epoch ends (5, 10, 15)
+    assert [r["step"] for r in rows] == [3, 4, 5, 6, 8, 9, 10, 12, 15]
+    assert all(math.isfinite(r["loss_d"]) and 0 <= r["d_real"] <= 1 for r in rows if r["loss_d"] is not None)
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step0000005.png", "step0000010.png",
+                                                                        "step0000015.png"]
+    grid = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(out / "samples" / "step0000015.png"))
+    assert grid.shape == (10 * 30, 10 * 30)                    # 10 x 10 sheet of 28x28 with 2 px gaps
+    assert models.generate(netG, 10, z_dist="uniform", seed=0, labels=np.arange(10)).shape == (10, 28, 28, 1)
+
+
+def test_paper_recipe_alternates_g_first_and_examples_updates_both(tmp_path):
+    data = make_data(tmp_path, "svhn32")
+    _, out = fit(tmp_path, "p", make_run(epochs=1, decay_epochs=0, snapshot_epochs=[1], log_every=1), data)
+    rows = stats(out)
+    assert [r["loss_g"] is not None for r in rows] == [True, False, True, False, True]   # steps 1..5: G first
+    assert [r["loss_d"] is not None for r in rows] == [False, True, False, True, False]
+    _, out = fit(tmp_path, "e", make_run(recipe="pytorch_examples", epochs=1, decay_epochs=0,
+                                         snapshot_epochs=[1], log_every=1), data)
+    assert all(r["loss_g"] is not None and r["loss_d"] is not None for r in stats(out))
+
+
+def test_paper_recipe_g_step_leaves_d_untouched(tmp_path):
+    """One G step (step 0 of the paper recipe) changes G's weights only."""
+    run = make_run(max_steps=1, weight_decay=0.0)
+    data = make_data(tmp_path, "svhn32")
+    torch.manual_seed(run["seed"])
+    g0, d0 = models.build_models(run)                          # train seeds the same way before building
+    _, out = fit(tmp_path, "one", run, data)
+    ck = torch.load(out / "model.pt", weights_only=True)
+    assert all(torch.equal(v, ck["netD"][k]) for k, v in d0.state_dict().items() if "running" not in k
+               and "num_batches" not in k)
+    assert not torch.equal(g0.project.weight, ck["netG"]["project.weight"])
+
+
+def test_lr_schedule_matches_the_authors_decrement():
+    """mnist/train_cond_dcgan.py: for epoch in 1..niter+niter_decay: train; if epoch > niter: lr -= lr0/decay."""
+    run = make_run(lr=2e-4, epochs=200, decay_epochs=100)
+    lr, seen = 2e-4, []
+    for epoch in range(1, 201):
+        seen.append(lr)
+        if epoch > 100:
+            lr -= 2e-4 / 100
+    np.testing.assert_allclose([train.lr_at(run, e) for e in range(200)], seen, rtol=1e-9, atol=1e-15)
+    assert train.lr_at(make_run(lr=1e-3, decay_epochs=0), 2) == 1e-3
+
+
+def test_adam_gets_l2_before_the_update_not_adamw(tmp_path, monkeypatch):
+    made = []
+    real_adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda params, **kw: made.append(kw) or real_adam(params, **kw))
+    fit(tmp_path, "o", make_run(max_steps=1), make_data(tmp_path, "svhn32"))
+    assert made == [{"lr": 2e-3, "betas": (0.5, 0.999), "weight_decay": 1e-5}] * 2
+
+
+def test_minibatches_read_the_right_rows():
+    x = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1).repeat(2, 1).repeat(2, 2)
+    y = np.arange(20, dtype=np.int64)
+    mb = train._Minibatches(x, y, 6, seed=3, pin=False, need_images=lambda s: s != 1)
+    assert mb.steps_per_epoch == 3                             # last partial minibatch dropped
+    order = train.epoch_order(3, 1, 20)
+    assert sorted(order) == list(range(20)) and not np.array_equal(order, train.epoch_order(3, 2, 20))
+    got = list(mb.iterate(range(2, 6)))
+    assert [s for s, _, _ in got] == [2, 3, 4, 5]
+    step, xb, yb = got[2]                                      # step 4 = epoch 1, minibatch 1
+    assert torch.equal(yb, torch.from_numpy(np.sort(order[6:12])))
+    assert torch.equal(xb[:, 0, 0, 0].long(), yb)
+    assert mb.load(1)[1] is None                               # G steps of the paper recipe read no images
+
+
+def test_collapse_detector():
+    st = train._State()
+    window = {"step": 100, "steps": 50, "loss_d": float("nan"), "loss_g": 1.0, "d_real": 0.5, "d_fake": 0.5}
+    with pytest.raises(train.TrainingDiverged, match="non-finite loss.*runs.x.lr"):
+        train._check_health("x", window, st)
+    low = {**window, "loss_d": 1e-5, "d_real": 1.0, "d_fake": 0.0}
+    for _ in range(train.COLLAPSE_STEPS // 50 - 1):
+        train._check_health("x", low, st)
+    train._check_health("x", {**low, "loss_d": 0.5}, st)       # recovery resets the count
+    assert st.low_d_steps == 0
+    for _ in range(train.COLLAPSE_STEPS // 50 - 1):
+        train._check_health("x", low, st)
+    with pytest.raises(train.TrainingDiverged, match="collapsed"):
+        train._check_health("x", low, st)
+
+
+def test_diverging_run_stops_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "_bce", lambda logits, target: logits.float().mean() * float("nan"))
+    with pytest.raises(train.TrainingDiverged, match="run 't': non-finite loss"):
+        fit(tmp_path, "nan", make_run(), make_data(tmp_path, "svhn32"))
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_bad_data_is_refused_naming_file_and_setting(tmp_path):
+    data = make_data(tmp_path, "dcgan64", n=10)
+    with pytest.raises(ValueError, match=r"svhn32.*32x32x3.*train_x\.npy holds 64 x 64 x 3.*runs\.t\.dataset"):
+        fit(tmp_path, "bad", make_run(), data)
+    d = tmp_path / "unlabelled"
+    io.write_dataset(d, "train", np.zeros((10, 28, 28, 1), np.uint8))
+    with pytest.raises(ValueError, match=r"class-conditional.*train_y\.npy holds \[-1, -1\]"):
+        fit(tmp_path, "bad", make_run("mnist_cond_dcgan"), d)
+
+
+def test_bf16_channels_last_runs(tmp_path):
+    out = tmp_path / "bf"
+    s = train.train_gan(make_run(max_steps=4), "t", make_data(tmp_path, "svhn32"), out / "model.pt",
+                        out / "s.json", tmp_path / "ck_bf", {**COMMON, "precision": "bf16"})
+    assert s["steps"] == 4 and s["precision"] == "bf16"
+    assert all(torch.isfinite(v).all() for v in torch.load(out / "model.pt", weights_only=True)["netG"].values())

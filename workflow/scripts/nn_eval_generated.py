@@ -1,0 +1,15 @@
+"""Rule nn_eval_generated: exact 1-NN fitted on generated MNIST samples (Table 3 @50K / @10M; dcgan_repro.nn_eval)."""
+
+from dcgan_repro import nn_eval, runtime
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+nn_eval.evaluate_generated(
+    model_path=snakemake.input.model,  # noqa: F821
+    data_dir=snakemake.input.data,  # noqa: F821
+    n_samples=snakemake.params.n_samples,  # noqa: F821
+    eval_cfg=snakemake.params.eval,  # noqa: F821
+    out_path=snakemake.output[0],  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+    column=snakemake.params.column,  # noqa: F821
+    run=snakemake.params.run,  # noqa: F821
+)
