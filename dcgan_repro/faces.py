@@ -1,6 +1,6 @@
 """Face detection and cropping with OpenCV's Haar cascade (paper Sec. 4.2).
 
-The paper: "We scraped images containing human faces from random web image queries of peoples names. [...]
+The paper: "We scraped images containing human faces from random web image queries of people's names. [...]
 We run an OpenCV face detector on these images, keeping the detections that are sufficiently high
 resolution, which gives us approximately 350,000 face boxes." No code for this step was released, so the
 detector settings and the "sufficiently high resolution" rule are config keys under ``faces:``.
@@ -12,21 +12,24 @@ Per image (:func:`process_image`):
    palette images are converted, EXIF orientation is applied). Unreadable inputs are never a crash and never a
    silent drop: they get a skip reason from :data:`SKIP_REASONS`, counted in every shard and in the summary.
 2. :func:`detect_faces` runs ``detectMultiScale`` on the grayscale image with ``scale_factor``,
-   ``min_neighbors`` and ``minSize = min_size``, then keeps
-   boxes whose side is at least ``min_size`` pixels of the original image (the "sufficiently high resolution"
-   rule). Images whose longest side exceeds ``faces.max_side`` are area-downscaled to that side for detection
-   only, and the boxes are mapped back; since the cascade window is 24 px, the default 2048 loses no face of
-   64 px or more in images up to 2048 * 64 / 24 = 5461 px on the long side.
+   ``min_neighbors`` and ``minSize = min_size``, then keeps boxes whose side is at least ``min_size`` pixels of
+   the original image (the "sufficiently high resolution" rule). No histogram equalisation: on the 300
+   composites of ``../shared/data/faces`` it made recall and false detections slightly worse (< 1 point).
+   Images whose longest side exceeds ``faces.max_side`` are area-downscaled to that side for detection only,
+   and the boxes are mapped back; since the cascade window is 24 px, the default 2048 loses no face of 64 px
+   or more in images up to 2048 * 64 / 24 = 5461 px on the long side.
 3. :func:`crop_faces` cuts each kept box out of the full-resolution image with ``margin`` x side extra pixels
    on every side. Near the image border the margin shrinks, equally on all four sides, to what fits, so every
    crop stays a square centred on the detection and nothing is padded or stretched. Crops are resized to
    ``image_size`` with ``INTER_AREA`` (``INTER_LINEAR`` when a crop is smaller than ``image_size``, which only
-   happens when ``min_size < image_size``, e.g. in the demo preset: ``INTER_AREA`` enlarges like nearest
-   neighbour).
+   happens when ``min_size < image_size``: ``INTER_AREA`` enlarges like nearest neighbour).
 
 Rules: ``detect_faces_shard`` -> :func:`detect_shard_job`, ``gather_faces`` -> :func:`gather_job`.
 :func:`evaluate_detector` scores the detector against known boxes (recall at IoU >= 0.5, false detections per
-image) for tests and benchmarks.
+image) for tests and benchmarks. At the defaults, on those 300 composites (faces 21-146 px pasted on real
+scenes; their boxes come from the same cascade on the source photo, so this is a consistency check): recall
+0.97 over the 156 faces of >= 64 px (0.64 over all, the rest being too small by design), 0.03 false
+detections per image, mean IoU 0.85 of found faces.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ SKIP_REASONS = {
     "missing": "listed in the manifest but no such file",
     "unreadable": "the file exists but could not be read (permissions, a folder, I/O error)",
     "empty_file": "zero bytes",
-    "truncated": "the image data ends early (JPEG without its end marker, PNG without IEND, or the decoder says so)",
+    "truncated": "the image data ends early (the decoder ran out of data before the end of the image)",
     "not_an_image": "neither OpenCV nor Pillow recognises the format",
     "corrupt": "a known image format that neither decoder could decode",
     "too_large": f"more than {MAX_PIXELS:,} pixels (decoding it would need gigabytes)",
@@ -78,30 +81,34 @@ def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
 
 
 def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
-    """Decode image bytes (see :func:`read_image`): OpenCV first, Pillow for what OpenCV cannot read."""
+    """Decode image bytes (see :func:`read_image`): OpenCV first, Pillow for what OpenCV cannot read.
+
+    A JPEG or PNG whose end marker is missing from its last bytes is decoded by Pillow alone, which raises on
+    truncated data where OpenCV may return a half-grey image: a truncated file is skipped, while a complete one
+    followed by appended data (e.g. a "motion photo" with a video after the JPEG) still decodes.
+    """
     if not data:
         return None, "empty_file"
     fmt = _sniff(data)
-    if _truncated(data, fmt):
-        return None, "truncated"
-    size = _header_size(data)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
+    pixels = _header_pixels(data)
+    if pixels is not None and pixels > MAX_PIXELS:
         return None, "too_large"
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
-    if bgr is not None:
-        return np.ascontiguousarray(bgr[:, :, ::-1]), "ok"  # (H, W, 3) RGB
+    if not _end_marker_missing(data, fmt):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
+        if bgr is not None:
+            return np.ascontiguousarray(bgr[:, :, ::-1]), "ok"  # (H, W, 3) RGB
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # size checked above
             with Image.open(_bytesio.BytesIO(data)) as im:
                 im = ImageOps.exif_transpose(im)
                 return _pil_to_rgb(im), "ok"
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         return None, "too_large"
     except UnidentifiedImageError:
         return None, "not_an_image" if fmt is None else "corrupt"
     except OSError as e:
-        return None, "truncated" if "truncated" in str(e) else ("not_an_image" if fmt is None else "corrupt")
+        return None, "truncated" if "truncated" in str(e).lower() else ("not_an_image" if fmt is None else "corrupt")
     except (ValueError, SyntaxError, EOFError, IndexError, TypeError):
         return None, "not_an_image" if fmt is None else "corrupt"
 
@@ -135,22 +142,26 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _truncated(data: bytes, fmt: str | None) -> bool:
-    """JPEG without its end-of-image marker, PNG without its IEND chunk (trailing zero padding ignored)."""
-    tail = data[-4096:].rstrip(b"\x00")
+def _end_marker_missing(data: bytes, fmt: str | None) -> bool:
+    """JPEG without its end-of-image marker, PNG without IEND, in the last bytes (trailing zeros ignored)."""
+    tail = data[-4096:].rstrip(b"\x00")[-64:]
     if fmt == "jpeg":
-        return b"\xff\xd9" not in tail[-64:]
+        return b"\xff\xd9" not in tail
     if fmt == "png":
-        return b"IEND" not in tail[-64:]
+        return b"IEND" not in tail
     return False
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image header without decoding pixels, when Pillow can parse it."""
+def _header_pixels(data: bytes) -> float | None:
+    """Width x height from the image header without decoding pixels, when Pillow can parse it."""
     try:
-        with Image.open(_bytesio.BytesIO(data)) as im:
-            return im.size
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(_bytesio.BytesIO(data)) as im:
+                return float(im.size[0] * im.size[1])
+    except Image.DecompressionBombError:  # Pillow refuses to even open it: more than ~179 megapixels
+        return float("inf")
+    except (OSError, ValueError, SyntaxError, EOFError):
         return None
 
 
@@ -222,7 +233,7 @@ def process_image(path: str | Path, faces: Mapping[str, Any]) -> tuple[dict[str,
     try:
         boxes, found = detect_faces(rgb, **_detector_args(faces))
     except cv2.error as e:
-        log.warning("%s: face detection failed: %s", path, str(e).strip().splitlines()[-1])
+        log.warning("%s: face detection failed: %s", path, " ".join(str(e).split())[-300:])
         return {"status": "detector_error", "boxes": []}, np.zeros((0, size, size, 3), np.uint8), 0
     crops = crop_faces(rgb, boxes, margin=faces["margin"], image_size=size)
     record = {"status": "ok", "size": [int(rgb.shape[1]), int(rgb.shape[0])], "boxes": boxes.tolist(),
@@ -258,14 +269,17 @@ def shard_items(items: Sequence[str], shard: int, shards: int) -> list[str]:
 
 
 def detect_shard_job(source_dir: str | Path, shard: int, shards: int, faces: Mapping[str, Any],
-                     boxes_path: str | Path, crops_path: str | Path) -> dict[str, Any]:
+                     boxes_path: str | Path, crops_path: str | Path, threads: int = 1) -> dict[str, Any]:
     """Rule ``detect_faces_shard``: detect and crop the faces of shard ``shard`` of the manifest.
 
-    Writes ``boxes_path`` (JSON: ``images`` = {image path: {"status", "boxes": [[x, y, w, h], ...], ...}},
-    ``counts``, provenance; crops follow the manifest order and, within an image, the order of its boxes) and
-    ``crops_path`` ((N, S, S, 3) uint8, N = total kept boxes, possibly 0). Returns the JSON record.
+    Writes ``boxes_path`` (JSON: ``images`` = {image path: {"status": "ok" | skip reason, "boxes": [[x, y, w,
+    h], ...] kept, "found": detections before the size rule, "size": [w, h]}}, ``counts``, provenance; crops
+    follow the manifest order and, within an image, the order of its boxes) and ``crops_path`` ((N, S, S, 3)
+    uint8, N = total kept boxes, possibly 0). ``threads``: OpenCV's worker threads (the job's cores; shards are
+    the parallelism). Returns the JSON record.
     """
     t0 = time.time()
+    cv2.setNumThreads(max(1, int(threads)))
     load_cascade(faces["cascade"])  # a bad cascade name fails before any image is read
     paths = shard_items(read_manifest(source_dir), shard, shards)
     size = faces["image_size"]
@@ -339,7 +353,8 @@ def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_pat
         "faces_kept": totals["faces_kept"], "crops": len(x), "image_size": size, "stand_in": stand_in,
         "preset": preset,
         "provenance": io.provenance(config={"faces": dict(faces), "preset": preset}, seed=None,
-                                    inputs={"boxes": [str(p) for p in box_paths]}, started=t0),
+                                    inputs={"boxes": [str(p) for p in box_paths],
+                                            "crops": [str(p) for p in crop_paths]}, started=t0),
     }
     io.write_json(summary_path, summary)
     log.info("faces: %d images seen, %d skipped %s, %d faces kept of %d found", summary["images_seen"],
@@ -396,7 +411,7 @@ def evaluate_detector(images: Sequence[np.ndarray] | np.ndarray, true_boxes: Seq
                               min_neighbors=min_neighbors, min_size=min_size, max_side=max_side)
         unmatched = list(range(len(det)))
         for t in truth:
-            eligible = min(t[2], t[3]) >= min_size
+            eligible = bool(min(t[2], t[3]) >= min_size)
             n_true += 1
             n_eligible += eligible
             scores = [(iou(t, det[j]), j) for j in unmatched]

@@ -174,7 +174,7 @@ def _torch_info() -> dict[str, Any]:
     if torch is None:
         return {}
     gpu = torch.cuda.is_available()
-    return {"torch": torch.__version__, "device": ("cuda:" + torch.cuda.get_device_name(0)) if gpu else "cpu"}
+    return {"torch": str(torch.__version__), "device": ("cuda:" + torch.cuda.get_device_name(0)) if gpu else "cpu"}
 
 
 # --- image datasets in the common training format -------------------------------------------------

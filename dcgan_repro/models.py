@@ -353,16 +353,17 @@ class CondMLPGenerator(_Net):
 
 
 class CondMLPDiscriminator(_Net):
-    """Permutation-invariant baseline D: [x (784), y] -> 1200 -> LReLU -> dropout 0.5 -> [., y] -> 1200 -> LReLU
-    -> dropout 0.5 -> [., y] -> 1 (logit); widths scaled by ndf/64.
+    """Permutation-invariant baseline D: [x (784), y] -> 1200 -> LReLU -> [., y] -> 1200 -> BN -> LReLU -> [., y]
+    -> 1 (logit); widths scaled by ndf/64.
 
-    No batchnorm in D: with fully connected layers the baseline follows the original GAN's MNIST discriminator,
-    regularised by dropout (Goodfellow et al. 2014), with LeakyReLU 0.2 in place of maxout to stay within this
-    paper's activation choices. Pixels are flattened, so the net is invariant to a fixed pixel permutation.
-    :meth:`features` returns the two hidden layers (there are no conv layers).
+    The paper's own rules applied to fully connected layers: BN everywhere except D's input layer (BN without
+    gain/bias, as in the MNIST code), LeakyReLU 0.2, y joined to every layer's input, exactly like the fully
+    connected part of ``mnist_cond_dcgan``'s D. Measured on real MNIST (12,800 images, 800 steps, widths 1200):
+    this D gives class-conditional digits, while the original GAN's recipe (dropout 0.5, no BN; Goodfellow et al.
+    2014) gave faint speckle that mostly ignored y, and no BN and no dropout collapsed G to one image. Pixels are
+    flattened, so the net is invariant to a fixed pixel permutation. :meth:`features` returns the two hidden
+    layers (there are no conv layers).
     """
-
-    DROPOUT = 0.5
 
     def __init__(self, *, nz: int, ndf: int, eps: float, recipe: str, n_classes: int = N_MNIST_CLASSES) -> None:
         super().__init__(nz=nz, n_classes=n_classes, image_shape=(1, 28, 28), output_range="sigmoid",
@@ -370,12 +371,12 @@ class CondMLPDiscriminator(_Net):
         ny, w = n_classes, mlp_width(ndf)
         self.fc1 = nn.Linear(28 * 28 + ny, w, bias=False)             # (N, 794) -> (N, 1200)
         self.fc2 = nn.Linear(w + ny, w, bias=False)                   # (N, 1210) -> (N, 1200)
+        self.bn2 = _bn1d(w, eps, affine=False)
         self.out = nn.Linear(w + ny, 1, bias=False)                   # (N, 1210) -> (N, 1)
-        self.drop = nn.Dropout(self.DROPOUT)
 
     def _hidden(self, x: Tensor, y1h: Tensor) -> tuple[Tensor, Tensor]:
-        h1 = self.drop(F.leaky_relu(self.fc1(torch.cat([x.flatten(1), y1h], 1)), LRELU_SLOPE))  # (N, 1200)
-        h2 = self.drop(F.leaky_relu(self.fc2(torch.cat([h1, y1h], 1)), LRELU_SLOPE))           # (N, 1200)
+        h1 = F.leaky_relu(self.fc1(torch.cat([x.flatten(1), y1h], 1)), LRELU_SLOPE)            # (N, 1200)
+        h2 = F.leaky_relu(self.bn2(self.fc2(torch.cat([h1, y1h], 1))), LRELU_SLOPE)            # (N, 1200)
         return h1, h2
 
     def features(self, x: Tensor, y: Tensor | None = None) -> list[Tensor]:
@@ -645,7 +646,8 @@ def load_checkpoint(path: io.PathLike, device: str | torch.device = "cpu",
         raise ValueError(
             f"{path} (run {ckpt['name']!r}) was trained with architecture {_arch(ckpt['run'])}, but the config "
             f"asks for {_arch(run)}; differing (file, config): {diff}. Retrain (delete {path}) or fix the config.")
-    netG, netD = build_models(ckpt["run"])
+    with torch.random.fork_rng(devices=[]):       # the throw-away init must not shift the caller's RNG stream
+        netG, netD = build_models(ckpt["run"])
     for label, net, key in (("generator", netG, "netG"), ("discriminator", netD, "netD")):
         try:
             net.load_state_dict(ckpt[key], strict=True)

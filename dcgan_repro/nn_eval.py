@@ -90,21 +90,26 @@ class StreamingNN:
     returns the :class:`NNResult`. Memory: the queries, one reference chunk and one (query tile x reference
     tile) block of ``tile_elems`` scores, whatever the total number of references.
 
-    Fast pass. With scale s (1 for fp32, 255 for bf16) one matmul of augmented operands
-    ``[s q, 1, 1, h_q, l_q] . [s x, h_x, l_x, 1, 1]`` (h + l = -s^2 ||.||^2 / 2 split into a high and a low
-    part, one part in fp32) yields the score ``t = s^2 (q.x - ||x||^2/2 - ||q||^2/2) = -s^2 d / 2`` directly:
-    larger is nearer, and no extra pass over the score block is needed. Error of the computed score,
-    with P = s^2 ||q|| max||x|| >= s^2 sum|q_i x_i| and N = s^2 (max||x||^2 + ||q||^2) (see :meth:`_bounds`):
-      input rounding (bf16: u_b per operand, 0 where the operand is exactly representable, as 255 * k/255 is)
-      + fp32 scaling (2.01 u P) + accumulation gamma_{D+4} (1.01 P + 0.51 N) + norm split (rho N / 2)
-      = E_f per query, and output rounding u_o (|t| + E_f) (u_o = 2^-8 for a bf16 result, 2^-24 for fp32).
-    Margin argument (a = fast-pass argmax, j* = a true nearest neighbour, so |t_j*| <= |t_a|):
-      t~_j* >= t_j* - E_j* >= t_a - E_j* >= t~_a - E_a - E_j*, and E_a, E_j* <= (1 + u_o) E_f + u_o |t_a| with
-      |t_a| <= (|t~_a| + (1 + u_o) E_f) / (1 - u_o).
-    Across tiles a reference can only beat the running exact best b if t_j >= -s^2 b / 2 - (float64 slack),
-    hence t~_j >= -s^2 b / 2 - slack - (1 + u_o) E_f - u_o (s^2 b / 2 + slack). The candidate threshold is the
-    larger (stricter) of the two lower bounds, minus a float64 slack so that references within float64 rounding
-    of the best are re-checked too, rounded down when cast, so no true nearest neighbour is ever dropped.
+    Fast pass. With scale s (1 for fp32, 255 for bf16, so pixels k/255 become integers, exact in bf16) one
+    matmul of augmented operands ``[s q, 1, 1, 1, v_q split in 3] . [s x, -s^2||x||^2/2 split in 3, 1, 1, 1]``
+    gives, per pair, the score ``t = c_q - s^2 d / 2`` with ``v_q = c_q - s^2 ||q||^2 / 2`` (each value split into
+    high, middle and low parts of the fast dtype; D + 6 columns zero-padded to a multiple of 32). Larger is
+    nearer, and no extra pass over the score block is needed. ``c_q = s^2 d_ref / 2`` is a per-query offset:
+    ``d_ref`` is the running exact best (first tile: a probe pass's estimate), so the candidates' scores are near 0
+    and the rounding of the result (bf16 output on CPU) is relative to ``|d - d_ref|``, not to ``d``.
+
+    Error bound. With P = s^2 ||q|| max||x|| >= s^2 sum|q_i x_i| (Cauchy-Schwarz) and A = s^2 max||x||^2, the value
+    before output rounding is within E_f of t, where E_f (per query, :meth:`_bounds`) adds the input rounding
+    (u_b P per operand in bf16, 0 where the operand is exact, which is checked), the fp32 scaling (2.01 u P),
+    fp32 accumulation gamma_{D+6} (sum of |terms|), the 3-part splits and the fp32 norms of x; output rounding
+    to a unit roundoff u_o then gives, for every pair, ``|t~ - t| <= B(t~) = E_f + u' |t~|``, u' = u_o / (1 - u_o)
+    (all times SAFETY). B uses only the computed value, and ``g(v) = v + B(v)`` is increasing.
+
+    Margin argument. Let a be the fast-pass argmax and j* a true nearest neighbour, so t_j* >= t_a. Then
+    ``g(t~_j*) >= t_j* >= t_a >= t~_a - B(t~_a) =: L``. Across tiles, j can only beat the exact best b if
+    ``t_j >= c_q - s^2 b / 2``. So every reference that can be (or tie) the nearest satisfies
+    ``t~_j >= g^-1(max(L, c_q - s^2 b / 2) - slack)``, slack covering float64 rounding of the exact re-check,
+    the threshold is rounded down when cast, and exactly those references are re-scored in float64.
     """
 
     def __init__(self, query: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", *,
@@ -122,20 +127,25 @@ class StreamingNN:
         if not math.isfinite(float(self.q.sum(dtype=torch.float64))):
             raise ValueError("query images contain NaN or inf")
         self.fast_dtype = torch.bfloat16 if search == "bf16" else torch.float32
+        self.u_fast = UBF16 if search == "bf16" else U32
         self.scale = BF16_SCALE if search == "bf16" else 1.0
-        self.k_aug = -(-(self.d + 4) // 32) * 32  # D + 4 augmented columns, zero-padded to a multiple of 32
+        self.s2 = self.scale**2
+        self.k_aug = -(-(self.d + 6) // 32) * 32  # D + 6 augmented columns, zero-padded to a multiple of 32
         q64 = self.q.double()  # (Q, D)
         self.q_sqnorm = (q64 * q64).sum(1)  # (Q,) float64 ||q||^2
         del q64
-        self.q_fast, self.q_input_u, _ = self._augment(self.q, query_side=True)  # (Q, K) fast operand
-        self.q_sqnorm_s = self.q_sqnorm * self.scale**2  # (Q,) scaled ||q||^2
-        self.q_norm_s = self.q_sqnorm_s.sqrt() * (1 + 2 * _gamma(self.d))  # (Q,) upper bound of s ||q||
+        self.q_fast, self.q_input_u = self._pixels(self.q)  # (Q, K) fast operand, pixel block filled
+        self.q_fast[:, self.d:self.d + 3] = 1.0
+        n_q = len(self.q)
+        self.c = torch.zeros(n_q, dtype=torch.float64, device=self.device)  # (Q,) offsets c_q = s^2 d_ref / 2
+        self.has_ref = torch.zeros(n_q, dtype=torch.bool, device=self.device)  # (Q,) d_ref known
+        self._set_offsets(torch.arange(n_q, device=self.device))
+        self.q_norm_s = (self.q_sqnorm * self.s2).sqrt() * (1 + 2 * _gamma(self.d, U64))  # (Q,) >= s ||q||
         self.gamma = _gamma(self.k_aug)
-        self.rho = (UBF16**2 if search == "bf16" else U32) + 1.01 * _gamma(self.d + 1)  # norm split + norm sum
+        self.rho = 2.0 * self.u_fast**3  # 3-part split of a value
         self.u_out = U32
         if search == "bf16":
             self.u_out = U32 if self._mm_fp32_out_supported() else UBF16
-        n_q = len(self.q)
         if tile_elems is None:
             tile_elems = (1 << 28) if self.device.type == "cuda" else (1 << 24)  # scores per block
         self.q_tile = min(n_q, 4096 if self.device.type == "cpu" else 32768)
@@ -151,25 +161,28 @@ class StreamingNN:
 
     # fast-pass operands ------------------------------------------------------------------------------------
 
-    def _augment(self, x: torch.Tensor, query_side: bool) -> tuple[torch.Tensor, float, float]:
-        """(n, D) fp32 -> (n, K) fast operand [s x, h, l, 1, 1] (reference side) or [s x, 1, 1, h, l] (query side).
-
-        Also returns the relative input rounding of the pixel block (0 when s x is exact in the fast dtype) and
-        an upper bound of max s^2 ||x||^2.
-        """
-        n = len(x)
+    def _pixels(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(n, D) fp32 -> (n, K) zero operand with the pixel block s x; and the block's relative input rounding
+        (0 when s x is exactly representable in the fast dtype, as 255 * (k/255) is in bf16)."""
         xs = x * self.scale if self.scale != 1.0 else x  # (n, D) fp32
-        half = -0.5 * (xs * xs).sum(1)  # (n,) fp32 -s^2 ||x||^2 / 2
-        out = torch.zeros((n, self.k_aug), dtype=self.fast_dtype, device=x.device)  # (n, K)
+        out = torch.zeros((len(x), self.k_aug), dtype=self.fast_dtype, device=x.device)  # (n, K)
         out[:, :self.d] = xs
-        exact = bool((out[:, :self.d].float() == xs).all()) if self.fast_dtype != torch.float32 else True
-        hi = half.to(self.fast_dtype)  # (n,)
-        lo = (half - hi.float()).to(self.fast_dtype)  # (n,) exact difference in fp32, then rounded
-        c_norm, c_one = (self.d + 2, self.d) if query_side else (self.d, self.d + 2)
-        out[:, c_norm], out[:, c_norm + 1] = hi, lo
-        out[:, c_one], out[:, c_one + 1] = 1.0, 1.0
-        max_sq = float(-2.0 * half.min()) * (1 + 2 * _gamma(self.d + 1)) if n else 0.0
-        return out, (0.0 if exact else UBF16), max_sq
+        exact = self.fast_dtype == torch.float32 or bool((out[:, :self.d].float() == xs).all())
+        return out, (0.0 if exact else UBF16)
+
+    def _split3(self, v: torch.Tensor) -> torch.Tensor:
+        """(n,) float64 -> (n, 3) fast dtype whose sum is v within 2 u^3 |v| (differences exact in float64)."""
+        parts = []
+        for _ in range(3):
+            p = v.to(self.fast_dtype)  # (n,)
+            parts.append(p)
+            v = v - p.double()
+        return torch.stack(parts, 1)  # (n, 3)
+
+    def _set_offsets(self, rows: torch.Tensor) -> None:
+        """Write v_q = c_q - s^2 ||q||^2 / 2 of ``rows`` into the query operand."""
+        v = self.c[rows] - 0.5 * self.s2 * self.q_sqnorm[rows]  # (r,) float64
+        self.q_fast[rows, self.d + 3:self.d + 6] = self._split3(v)
 
     def _mm_fp32_out_supported(self) -> bool:
         """CUDA can return a bf16 x bf16 product in fp32 (no output rounding); CPU returns bf16."""
@@ -207,29 +220,42 @@ class StreamingNN:
         self.n_ref += len(x)
 
     def _bounds(self, q0: int, q1: int, a_s: float, x_input_u: float) -> tuple[torch.Tensor, float]:
-        """E_f (Qt,) float64 for queries q0:q1 against a tile with max s^2||x||^2 = a_s; and u_o."""
+        """(E_f (Qt,) float64, u') for queries q0:q1 against a tile with s^2 max||x||^2 <= a_s (with SAFETY)."""
         p = self.q_norm_s[q0:q1] * math.sqrt(a_s)  # (Qt,) >= s^2 sum|q_i x_i|
-        n = self.q_sqnorm_s[q0:q1] + a_s  # (Qt,)
+        v_q = (self.c[q0:q1] - 0.5 * self.s2 * self.q_sqnorm[q0:q1]).abs()  # (Qt,) |query-side constant|
         u_in = self.q_input_u + x_input_u + self.q_input_u * x_input_u
         scale_err = 2.01 * U32 * p if self.scale != 1.0 else 0.0
-        e_f = u_in * p + scale_err + self.gamma * ((1 + u_in) * 1.01 * p + 0.51 * n) + self.rho * n / 2
-        return SAFETY * e_f, SAFETY * self.u_out
+        terms = (1 + u_in) * 1.01 * p + 0.51 * a_s + 1.01 * v_q  # (Qt,) >= sum of |products| in the matmul
+        norm_err = 1.01 * _gamma(self.d + 2) * 0.5 * a_s  # fp32 ||x||^2 (scaling, squares, sum)
+        e_f = u_in * p + scale_err + self.gamma * terms + self.rho * (0.51 * a_s + v_q) + norm_err
+        u_o = self.u_out / (1 - self.u_out)
+        return SAFETY * e_f, SAFETY * u_o
 
     def _update_tile(self, xt: torch.Tensor, yt: torch.Tensor, offset: int) -> None:
-        x_fast, x_input_u, a_s = self._augment(xt, query_side=False)  # (n_t, K), float, >= max s^2 ||x||^2
-        s2 = self.scale**2
-        a = a_s / s2  # >= max ||x||^2 over the tile
+        x_fast, x_input_u = self._pixels(xt)  # (n_t, K)
+        xs = xt * self.scale if self.scale != 1.0 else xt  # (n_t, D)
+        x_half = -0.5 * (xs * xs).sum(1)  # (n_t,) fp32 -s^2 ||x||^2 / 2
+        x_fast[:, self.d:self.d + 3] = self._split3(x_half.double())
+        x_fast[:, self.d + 3:self.d + 6] = 1.0
+        a_s = float(-2.0 * x_half.min()) * (1 + 2 * _gamma(self.d + 2))  # >= s^2 max ||x||^2
+        del xs
         for q0 in range(0, len(self.q), self.q_tile):
             q1 = min(q0 + self.q_tile, len(self.q))
-            t = self._mm(self.q_fast[q0:q1], x_fast)  # (Qt, n_t) scores -s^2 d / 2 (bf16 or fp32)
+            new = ~self.has_ref[q0:q1]  # (Qt,) rows meeting their first references: probe for an offset
+            if bool(new.any()):
+                probe = self._mm(self.q_fast[q0:q1], x_fast).amax(1).double()  # (Qt,) ~ -s^2 d_a / 2 (c = 0)
+                rows = q0 + new.nonzero().squeeze(1)
+                self.c[rows] = (-probe[rows - q0]).clamp_min(0.0)
+                self.has_ref[rows] = True
+                self._set_offsets(rows)
+            t = self._mm(self.q_fast[q0:q1], x_fast)  # (Qt, n_t) scores c_q - s^2 d / 2 (bf16 or fp32)
             e_f, u_o = self._bounds(q0, q1, a_s, x_input_u)  # (Qt,), float
-            slack = 1e-12 * s2 * (self.q_sqnorm[q0:q1] + a)  # (Qt,) float64 rounding of the exact re-check
-            t_max = t.amax(1).double()  # (Qt,) fast-pass best
-            abs_ta = (t_max.abs() + (1 + u_o) * e_f) / (1 - u_o)  # (Qt,) >= |t_a|
-            thr_tile = t_max - 2 * ((1 + u_o) * e_f + u_o * abs_ta)  # (Qt,)
-            t_best = -0.5 * s2 * self.best_d[q0:q1]  # (Qt,) -inf before any reference
-            thr_best = t_best - slack - (1 + u_o) * e_f - u_o * (t_best.abs() + slack)  # (Qt,)
-            thr = torch.maximum(thr_tile, torch.nan_to_num(thr_best, nan=-math.inf)) - 2 * slack  # (Qt,)
+            t_max = t.amax(1).double()  # (Qt,) fast-pass best t~_a
+            low_a = t_max - e_f - u_o * t_max.abs()  # (Qt,) L = t~_a - B(t~_a) <= t_a
+            t_best = self.c[q0:q1] - 0.5 * self.s2 * self.best_d[q0:q1]  # (Qt,) -inf before any reference
+            slack = 2e-12 * self.s2 * (self.q_sqnorm[q0:q1] + a_s / self.s2)  # (Qt,) float64 re-check rounding
+            target = torch.maximum(low_a, t_best) - slack - e_f  # (Qt,)
+            thr = torch.where(target >= 0, target / (1 + u_o), target / (1 - u_o))  # (Qt,) g^-1
             active = (t_max >= thr).nonzero().squeeze(1)  # (Qa,) rows with at least one candidate
             if len(active) == 0:
                 continue
@@ -268,15 +294,16 @@ class StreamingNN:
                 r, c = rows[p0:p0 + self.pair_batch], cols[p0:p0 + self.pair_batch]
                 diff = self.q[q0 + r].double() - xt[c].double()  # (p, D) exact float64 differences of fp32
                 d[p0:p0 + len(r)] = (diff * diff).sum(1)
-            self._check_premise(t_pairs, d, rows, e_f, u_o)
+            self._check_premise(t_pairs, d, rows, q0, e_f, u_o)
             self._reduce(rows, cols, d, yt, offset, q0)
 
-    def _check_premise(self, t_pairs: torch.Tensor, d: torch.Tensor, rows: torch.Tensor, e_f: torch.Tensor,
-                       u_o: float) -> None:
-        """Verify |t~ - t| <= E on the re-checked pairs (the margin argument's premise)."""
-        t_exact = -0.5 * self.scale**2 * d  # (P,)
-        bound = (1 + u_o) * e_f[rows] + u_o * t_exact.abs()  # (P,) with SAFETY
-        err = (t_pairs.double() - t_exact).abs()  # (P,)
+    def _check_premise(self, t_pairs: torch.Tensor, d: torch.Tensor, rows: torch.Tensor, q0: int,
+                       e_f: torch.Tensor, u_o: float) -> None:
+        """Verify |t~ - t| <= B(t~) on the re-checked pairs (the margin argument's premise)."""
+        t_exact = self.c[q0 + rows] - 0.5 * self.s2 * d  # (P,)
+        t_fast = t_pairs.double()  # (P,)
+        bound = e_f[rows] + u_o * t_fast.abs()  # (P,) with SAFETY
+        err = (t_fast - t_exact).abs()  # (P,)
         ratio = float((err / (bound / SAFETY).clamp_min(1e-300)).max())
         self.worst_err_ratio = max(self.worst_err_ratio, ratio)
         if ratio > SAFETY:
@@ -301,6 +328,8 @@ class StreamingNN:
         self.best_d[qi] = dmin
         self.best_i[qi] = gi
         self.best_y[qi] = yt[c]
+        self.c[qi] = 0.5 * self.s2 * dmin  # the offset follows the exact best
+        self._set_offsets(qi)
 
     def result(self) -> NNResult:
         if self.n_ref == 0:

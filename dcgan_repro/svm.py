@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     liblinear keeps a float64 copy of ``X`` plus its own sparse copy (~3x the float32 size): fine for the
     labelled draws, too big for 50,000 x 28,672 (a GPU solver is to replace it there).
     """
+    _check_liblinear_memory(X)
     clf = LinearSVC(C=C, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -93,6 +95,19 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     b = np.full(n_classes, -np.inf, np.float32)  # (K,)
     W[clf.classes_], b[clf.classes_] = coef, icpt
     return W, b
+
+
+def _check_liblinear_memory(X: np.ndarray) -> None:
+    """Refuse, with the numbers, a fit that cannot fit in memory (instead of being killed by the OOM killer)."""
+    need = X.shape[0] * X.shape[1] * (8 + 16)  # float64 copy + liblinear feature_node (int index + double)
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return
+    if need > avail:
+        raise MemoryError(f"LinearSVC on {X.shape[0]} x {X.shape[1]} features needs about {need / 2**30:.1f} GiB "
+                          f"(float64 copy plus liblinear's own copy) but {avail / 2**30:.1f} GiB are available; "
+                          "use fewer labels, or a machine with more memory")
 
 
 def predict(X: np.ndarray, model: LinearModel) -> np.ndarray:
@@ -131,15 +146,17 @@ def split_train_validation(n_train: int, validation_size: int, seed: int) -> tup
 
 
 def class_pools(y: np.ndarray, pool: np.ndarray, n_classes: int, labels_per_class: int,
-                class_names: Sequence[str] | None = None, where: str = "the labelled pool") -> list[np.ndarray]:
-    """Indices of each class within ``pool``; an error naming every class with fewer than ``labels_per_class``."""
+                class_names: Sequence[str] | None = None, where: str = "the labelled pool",
+                setting: str = "labels per class") -> list[np.ndarray]:
+    """Indices of each class within ``pool``; an error naming every class with fewer than ``labels_per_class``
+    (and the config ``setting`` that asked for them)."""
     pools = [pool[y[pool] == k] for k in range(n_classes)]
     short = [(k, len(p)) for k, p in enumerate(pools) if len(p) < labels_per_class]
     if short:
         names = [f"class {k}" + (f" ({class_names[k]})" if class_names else "") + f" has {n}"
                  for k, n in short]
         raise ValueError(f"cannot draw {labels_per_class} labels per class from {where}: "
-                         f"{'; '.join(names)} images (lower the labels per class or svm.validation_size)")
+                         f"{'; '.join(names)} images (lower {setting} or svm.validation_size)")
     return pools
 
 
@@ -217,7 +234,7 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
     # 1. choose C on the validation split (the test set is not opened yet)
     if lpc is not None:
         pools = class_pools(ytr, pool, n_classes, lpc, class_names, f"the {len(pool)}-image labelled pool of "
-                            f"{data_dir} (train minus svm.validation_size)")
+                            f"{data_dir} (train minus svm.validation_size)", f"svm.{proto.labels_key}")
         sel = [draw_labelled(pools, lpc, select_rng) for _ in range(svm_cfg["selection_draws"])]
     else:
         sel = [pool]
@@ -368,7 +385,8 @@ def train_supervised_cnn(data_dir: io.PathLike, out_path: io.PathLike, cnn_cfg: 
     lpc = svm_cfg["svhn_labels_per_class"]
     val, pool = split_train_validation(len(ytr), svm_cfg["validation_size"], svm_cfg["seed"])
     seeds = np.random.SeedSequence(cnn_cfg["seed"]).spawn(3)
-    pools = class_pools(ytr, pool, n_classes, lpc, meta.get("class_names"), f"the labelled pool of {data_dir}")
+    pools = class_pools(ytr, pool, n_classes, lpc, meta.get("class_names"), f"the labelled pool of {data_dir}",
+                        "svm.svhn_labels_per_class")
     lab = draw_labelled(pools, lpc, np.random.default_rng(seeds[0]))
     x_lab, y_lab = np.asarray(xtr[lab]), ytr[lab]
     x_val, y_val = np.asarray(xtr[val]), ytr[val]

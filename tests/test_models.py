@@ -129,6 +129,9 @@ def test_mnist_cond_mlp_baseline():
     assert M.n_params(netG) == 110 * 1200 + 1210 * 1200 + 1210 * 784
     assert M.n_params(netD) == 794 * 1200 + 1210 * 1200 + 1210
     assert not any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in [*netG.modules(), *netD.modules()])
+    # BN everywhere except D's input layer (paper Sec. 3), without gain/bias as in the MNIST code
+    assert [m.num_features for m in netD.modules() if isinstance(m, nn.BatchNorm1d)] == [1200]
+    assert all(not m.affine for m in [*netG.modules(), *netD.modules()] if isinstance(m, nn.BatchNorm1d))
     g16, d16 = build(model="mnist_cond_mlp", ngf=16, ndf=16)
     assert g16.fc1.out_features == 300 and d16.fc1.out_features == 300
 
@@ -265,7 +268,10 @@ def _save(tmp_path: Path, run: dict) -> tuple[Path, nn.Module, nn.Module]:
 def test_checkpoint_round_trip(tmp_path):
     run = {**run_cfg("svhn32", ngf=8, ndf=8), "seed": 0, "lr": 5e-4}
     path, netG, netD = _save(tmp_path, run)
+    torch.manual_seed(11)
     g2, d2, ckpt = M.load_checkpoint(path, "cpu", run=run)
+    # loading does not consume the caller's global RNG (same draw as straight after manual_seed(11))
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(11)))
     assert ckpt["epoch"] == 2 and ckpt["step"] == 40 and ckpt["snapshots"] == {2: "x/epoch002.pt"}
     assert not d2.training
     x = torch.rand(4, 3, 32, 32) * 2 - 1

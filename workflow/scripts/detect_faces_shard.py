@@ -10,4 +10,5 @@ faces.detect_shard_job(
     faces=dict(snakemake.params.faces),  # noqa: F821 (config.yaml faces:)
     boxes_path=snakemake.output.boxes,  # noqa: F821
     crops_path=snakemake.output.crops,  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821 (OpenCV worker threads)
 )

@@ -1,0 +1,297 @@
+"""LSUN dedup (Sec. 4.1.1): shard tiling, linear-time bucketing against a brute-force reference, precision and
+recall on planted duplicates of real photos, and the files the gather step writes (library and rule scripts)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from snakemake.io import Namedlist
+
+from dcgan_repro import dedup, io
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = dict(enabled=True, crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=0.5, threshold=0.0,
+           train_images=2000, epochs=15, batch_size=64, lr=1e-3, shards=3, seed=1)
+COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def skimage_photos() -> list[np.ndarray]:
+    """Ten different photos shipped with scikit-image (gray ones replicated to RGB)."""
+    import skimage.data as sd
+
+    out = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+                 "retina", "camera", "coins", "moon"):
+        im = np.asarray(getattr(sd, name)())
+        out.append((np.repeat(im[..., None], 3, 2) if im.ndim == 2 else im)[..., :3])
+    return out
+
+
+def brute_force_buckets(codes: np.ndarray) -> tuple[list[frozenset[int]], np.ndarray]:
+    """O(n^2) reference: the partition of equal rows, and the lowest equal index of each row."""
+    n = len(codes)
+    equal = (codes[:, None, :] == codes[None, :, :]).all(-1)  # (n, n)
+    keep = np.array([int(np.flatnonzero(equal[i])[0]) for i in range(n)])
+    groups = {frozenset(np.flatnonzero(equal[i]).tolist()) for i in range(n)}
+    return sorted(groups, key=min), keep
+
+
+# --- pure functions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,shards", [(10, 3), (1501, 2), (7, 7), (3, 5), (0, 2), (100, 1)])
+def test_shard_ranges_tile_every_index_once_like_array_split(n, shards):
+    seen = []
+    for i, ref in enumerate(np.array_split(np.arange(n), shards)):
+        start, stop = dedup.shard_range(n, i, shards)
+        assert list(range(start, stop)) == ref.tolist()
+        seen += range(start, stop)
+    assert seen == list(range(n))
+
+
+def test_shard_range_rejects_a_shard_outside_the_scatter():
+    with pytest.raises(ValueError, match="dedup.shards"):
+        dedup.shard_range(10, 3, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bucketing_equals_brute_force_reference(seed):
+    rng = np.random.default_rng(seed)
+    # 2 informative bits in byte 0 and a constant byte 1: many natural collisions; plus planted exact copies.
+    codes = np.zeros((300, 2), np.uint8)
+    codes[:, 0] = rng.integers(0, 4, 300) * 64
+    codes[:, 1] = 7
+    wide = rng.integers(0, 256, (200, 16), dtype=np.uint8)
+    wide[rng.choice(200, 40, replace=False)] = wide[rng.choice(200, 40)]
+    for c in (codes, wide):
+        bucket, keep = dedup.bucket_codes(c)
+        groups, ref_keep = brute_force_buckets(c)
+        got = sorted({frozenset(np.flatnonzero(bucket == b).tolist()) for b in np.unique(bucket)}, key=min)
+        assert got == groups
+        np.testing.assert_array_equal(keep, ref_keep)
+        assert bucket[0] == 0 and set(np.unique(bucket)) == set(range(len(groups)))  # ids in first-seen order
+
+
+def test_bucketing_an_empty_collection():
+    bucket, keep = dedup.bucket_codes(np.zeros((0, 16), np.uint8))
+    assert bucket.shape == keep.shape == (0,)
+
+
+def test_planted_scores_count_justified_removals():
+    # images 0..7; truth: {0,1,2} copies, {3,4} copies. Buckets: {0,1} {2} {3,4,5} {6} {7}
+    bucket = np.array([0, 0, 1, 2, 2, 2, 3, 4])
+    s = dedup.planted_scores([[1, 0], [2, 0], [4, 3]], bucket, kinds=["exact", "jpeg", "exact"])
+    # removals made: 1 + 2 = 3; justified: {0,1} -> 1, {3,4,5} -> 3 - 2 groups = 1; should remove 2 + 1 = 3
+    assert (s["removed"], s["justified_removals"], s["should_remove"], s["false_merges"]) == (3, 2, 3, 1)
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(2 / 3)
+    assert s["recall_by_kind"] == {"exact": {"pairs": 2, "recall": 1.0}, "jpeg": {"pairs": 1, "recall": 0.0}}
+    # every accepted form of meta["planted_duplicates"] gives the same answer
+    for form in ([[0, 1, 2], [3, 4]], {"1": 0, "2": 0, "4": 3},
+                 [{"index": 1, "original": 0}, {"index": 2, "original": 0}, {"index": 4, "original": 3}]):
+        assert dedup.planted_scores(form, bucket)["justified_removals"] == 2
+    with pytest.raises(ValueError, match="planted_duplicates"):
+        dedup.planted_scores([[1, 99]], bucket)
+    with pytest.raises(ValueError, match="planted_duplicates"):
+        dedup.planted_scores("1,0", bucket)
+
+
+def test_preprocess_is_an_area_downsample_then_per_image_standardisation():
+    x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    ref = x.astype(np.float64).reshape(3, 32, 2, 32, 2, 3).mean((2, 4)) / 255  # 2x2 box mean (N, 32, 32, 3)
+    ref = ref.transpose(0, 3, 1, 2).reshape(3, -1)  # (N, C*32*32) in torch's channel-first order
+    np.testing.assert_allclose(dedup.preprocess(x, 32, "none").numpy(), ref, atol=1e-6)
+    v = dedup.preprocess(x, 32, "image").numpy()
+    np.testing.assert_allclose(v.mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(v.std(1, ddof=1), ref.std(1, ddof=1) / (ref.std(1, ddof=1) + dedup.NORM_EPS), rtol=1e-4)
+    # a global brightness change does not move a standardised input much (it moves the raw one)
+    brighter = np.clip(x.astype(np.int16) + 20, 0, 255).astype(np.uint8)
+    raw_shift = (dedup.preprocess(brighter, 32, "none") - dedup.preprocess(x, 32, "none")).abs().mean().item()
+    std_shift = (dedup.preprocess(brighter, 32, "image") - dedup.preprocess(x, 32, "image")).abs().mean().item()
+    assert std_shift < 0.5 * raw_shift / ref.std()
+    with pytest.raises(ValueError, match="dedup.normalize"):
+        dedup.preprocess(x, 32, "zscore")
+
+
+# --- the hash on real photos --------------------------------------------------------------------------
+
+
+def _hash_collection(x: np.ndarray, seed: int = 1, **over) -> np.ndarray:
+    cfg = {**CFG, **over}
+    model, hist = dedup.train_autoencoder(
+        x, crop=cfg["crop"], code_dim=cfg["code_dim"], dropout=cfg["dropout"], input_noise=cfg["input_noise"],
+        normalize=cfg["normalize"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed)
+    assert hist[-1] < hist[0]  # it learned something
+    return dedup.hash_images(model, x, crop=cfg["crop"], normalize=cfg["normalize"], threshold=cfg["threshold"])
+
+
+def test_hash_finds_planted_exact_copies_and_never_merges_different_photos():
+    photos = skimage_photos()
+    per = 1 + 20  # views per photo in make_planted_collection
+    x, records = dedup.make_planted_collection(photos, crops_per_photo=20, seed=3)
+    bucket, keep = dedup.bucket_codes(_hash_collection(x))
+    scores = dedup.planted_scores(records, bucket)
+    assert scores["recall_by_kind"]["exact"]["recall"] == 1.0
+    photo = np.concatenate([np.arange(len(photos) * per) // per, [r["original"] // per for r in records]])
+    for b in np.unique(bucket):
+        assert len(set(photo[bucket == b])) == 1, f"bucket {b} merges crops of different photos"
+    assert scores["precision"] >= 0.95
+
+
+def test_hash_precision_and_recall_on_planted_scenes(shared_data):
+    """1,602 crops of 267 real photos + 160 planted duplicates (measured: precision 1.0, recall 0.54-0.59)."""
+    photos = np.load(shared_data / "scenes" / "scenes256.npz")["images"]
+    x, records = dedup.make_planted_collection(photos, seed=0)
+    bucket, _ = dedup.bucket_codes(_hash_collection(x, batch_size=128))
+    s = dedup.planted_scores(records, bucket)
+    by_kind = {k: v["recall"] for k, v in s["recall_by_kind"].items()}
+    assert by_kind["exact"] == 1.0
+    assert s["precision"] >= 0.97 and s["recall"] >= 0.4
+    assert by_kind["brightness"] >= 0.5  # per-image standardisation at work
+
+
+def test_hash_bits_do_not_depend_on_batching_and_are_packed():
+    x, _ = dedup.make_planted_collection(skimage_photos()[:3], crops_per_photo=4, seed=0)
+    model, _ = dedup.train_autoencoder(x, crop=32, code_dim=20, dropout=0.5, input_noise=0.5, normalize="image",
+                                       epochs=2, batch_size=8, lr=1e-3, seed=0)
+    whole = dedup.hash_images(model, x, crop=32, normalize="image", threshold=0.0)
+    pieces = dedup.hash_images(model, x, crop=32, normalize="image", threshold=0.0, batch_size=5)
+    assert whole.shape == (len(x), 3) and whole.dtype == np.uint8  # 20 bits -> 3 bytes
+    np.testing.assert_array_equal(whole, pieces)
+    with torch.no_grad():
+        ref = (model.code(dedup.preprocess(x, 32, "image")) > 0).numpy()
+    np.testing.assert_array_equal(np.unpackbits(whole, axis=1)[:, :20], ref)
+
+
+# --- rule jobs and scripts ------------------------------------------------------------------------------
+
+
+def make_lsun_raw(folder: Path, n_copies: int = 6) -> tuple[dict, np.ndarray]:
+    """A small lsun_raw folder: distinct crops of real photos with ``n_copies`` exact copies planted."""
+    x, records = dedup.make_planted_collection(skimage_photos()[:6], crops_per_photo=8, dup_fraction=0.12,
+                                               kinds=("exact",), seed=0)
+    x, records = x[:54 + n_copies], records[:n_copies]
+    meta = {"name": "lsun_raw", "splits": {"train": len(x)}, "image_shape": [64, 64, 3], "n_classes": 0,
+            "class_names": None, "source": "test crops", "stand_in": "test crops standing in for LSUN",
+            "planted_duplicates": [[r["index"], r["original"]] for r in records],
+            "planted_duplicate_kinds": [r["kind"] for r in records], "provenance": {"seed": 0}}
+    io.write_dataset(folder, "train", x)
+    io.write_json(folder / "meta.json", meta)
+    return meta, x
+
+
+def fake_snakemake(rule: str, tmp: Path, *, input: dict, output: dict, params: dict) -> SimpleNamespace:
+    """What Snakemake's script: directive injects, enough for runtime.rule_context and our scripts."""
+    return SimpleNamespace(rule=rule, input=Namedlist(fromdict=input), output=Namedlist(fromdict=output),
+                           params=Namedlist(fromdict=params), log=Namedlist([str(tmp / f"logs/{rule}.log")]),
+                           threads=1, wildcards=Namedlist())
+
+
+def run_script(name: str, smk: SimpleNamespace) -> None:
+    runpy.run_path(str(REPO / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": smk})
+
+
+def test_rule_scripts_train_hash_and_gather_write_the_format(tmp_path):
+    raw = tmp_path / "resources/data/lsun_raw"
+    src_meta, x = make_lsun_raw(raw)
+    cfg = {**CFG, "epochs": 5}
+    model = tmp_path / "results/dedup/autoencoder.pt"
+    run_script("train_dedup_autoencoder", fake_snakemake(
+        "train_dedup_autoencoder", tmp_path, input={"data": str(raw)}, output={"model": str(model)},
+        params={"dedup": cfg, "common": COMMON}))
+    ckpt = torch.load(model, weights_only=False)
+    assert ckpt["in_dim"] == 3072 and ckpt["code_dim"] == 128 and ckpt["n_train"] == len(x)
+    assert "provenance" in ckpt and len(ckpt["loss_history"]) == 5
+    shards = [tmp_path / f"results/dedup/shards/{i:04d}.npz" for i in range(3)]
+    for i, out in enumerate(shards):
+        run_script("dedup_hash_shard", fake_snakemake(
+            "dedup_hash_shard", tmp_path, input={"data": str(raw), "model": str(model)}, output={"codes": str(out)},
+            params={"shard": i, "shards": 3, "dedup": cfg, "common": COMMON}))
+    outs = {"data": tmp_path / "resources/data/lsun", "summary": tmp_path / "results/dedup/summary.json",
+            "kept": tmp_path / "results/dedup/kept.txt", "removed": tmp_path / "results/dedup/removed.csv",
+            "sheet": tmp_path / "results/dedup/collisions.png"}
+    run_script("dedup_gather", fake_snakemake(
+        "dedup_gather", tmp_path, input={"data": str(raw), "shards": [str(s) for s in shards]},
+        output={k: str(v) for k, v in outs.items()}, params={"dedup": cfg, "preset": "test"}))
+
+    kept = [int(v) for v in outs["kept"].read_text().split()]
+    with open(outs["removed"]) as f:
+        removed = list(csv.DictReader(f))
+    assert set(removed[0]) == {"index", "bucket", "kept_index"}
+    removed_idx = [int(r["index"]) for r in removed]
+    assert sorted(kept + removed_idx) == list(range(len(x)))  # every image kept or removed, once
+    for r in removed:  # each removed image is an exact-code twin of a lower kept index
+        assert int(r["kept_index"]) < int(r["index"]) and int(r["kept_index"]) in kept
+    planted = {d for d, _ in src_meta["planted_duplicates"]}
+    assert planted <= set(removed_idx)  # exact copies always collide
+
+    tx, ty = io.read_dataset(outs["data"], "train")
+    np.testing.assert_array_equal(tx, x[kept])
+    assert ty.dtype == np.int64 and (ty == -1).all()
+    meta = io.read_meta(outs["data"])
+    assert meta["name"] == "lsun" and meta["splits"] == {"train": len(kept)}
+    assert meta["stand_in"] == src_meta["stand_in"] and meta["image_shape"] == [64, 64, 3]
+    assert "planted_duplicates" not in meta and meta["dedup"]["removed"] == len(removed)
+
+    summary = json.loads(outs["summary"].read_text())
+    assert summary["images"] == len(x) and summary["kept"] == len(kept) and summary["removed"] == len(removed)
+    assert summary["removal_rate"] == pytest.approx(len(removed) / len(x))
+    assert summary["planted"]["recall_by_kind"]["exact"]["recall"] == 1.0
+    assert summary["provenance"]["config"]["dedup"]["seed"] == cfg["seed"] and "gather_time_s" in summary
+    with Image.open(outs["sheet"]) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    assert not list(tmp_path.rglob("*.partial*")) and not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_gather_with_no_collisions_and_bad_shards(tmp_path):
+    raw = tmp_path / "lsun_raw"
+    x = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
+    io.write_dataset(raw, "train", x)
+    io.write_json(raw / "meta.json", {"name": "lsun_raw", "stand_in": None, "source": "noise"})
+    codes = np.arange(10, dtype=np.uint8)[:, None] * np.ones((1, 16), np.uint8)  # all different
+
+    def shard(path, start, stop, n=10):
+        np.savez(path, start=start, stop=stop, n_total=n, codes=codes[start:stop], code_dim=128, threshold=0.0,
+                 seconds=0.0, provenance="{}")
+        return path
+
+    paths = [shard(tmp_path / "a.npz", 0, 6), shard(tmp_path / "b.npz", 6, 10)]
+    outs = dict(out_dir=tmp_path / "lsun", summary_path=tmp_path / "s.json", kept_path=tmp_path / "k.txt",
+                removed_path=tmp_path / "r.csv", sheet_path=tmp_path / "c.png")
+    s = dedup.gather_job(raw, paths[::-1], **outs, dedup=CFG, preset="test")  # order of files does not matter
+    assert (s["kept"], s["removed"], s["sheet_pairs"]) == (10, 0, []) and "planted" not in s
+    assert outs["removed_path"].read_text() == "index,bucket,kept_index\n"
+    with Image.open(outs["sheet_path"]) as im:
+        assert im.format == "PNG"
+    gap = shard(tmp_path / "c.npz", 7, 10)
+    with pytest.raises(ValueError, match="c.npz covers images 7..9 but the next expected image is 6"):
+        dedup.gather_job(raw, [paths[0], gap], **outs, dedup=CFG, preset="test")
+    other = shard(tmp_path / "d.npz", 6, 10, n=11)
+    with pytest.raises(ValueError, match="collection of 11 images but the dataset has 10"):
+        dedup.gather_job(raw, [paths[0], other], **outs, dedup=CFG, preset="test")
+    with pytest.raises(ValueError, match="cover images 0..5 of 10"):
+        dedup.gather_job(raw, [paths[0]], **outs, dedup=CFG, preset="test")
+
+
+def test_hash_job_refuses_a_model_trained_with_other_settings(tmp_path):
+    raw = tmp_path / "lsun_raw"
+    make_lsun_raw(raw, n_copies=0)
+    model = tmp_path / "ae.pt"
+    dedup.train_job(raw, model, {**CFG, "epochs": 1, "train_images": 20}, COMMON)
+    with pytest.raises(ValueError, match="normalize='image' but config dedup.normalize is 'none'"):
+        dedup.hash_shard_job(raw, model, tmp_path / "s.npz", 0, 1, {**CFG, "normalize": "none"}, COMMON)
+    with pytest.raises(ValueError, match="dedup.threshold"):
+        dedup.train_job(raw, model, {**CFG, "threshold": -1.0}, COMMON)
+    assert not (tmp_path / "s.npz").exists()
