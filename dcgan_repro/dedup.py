@@ -99,12 +99,8 @@ def preprocess(x: np.ndarray, crop: int, normalize: str = "image") -> torch.Tens
 
 
 def shard_range(n: int, shard: int, shards: int) -> tuple[int, int]:
-    """[start, stop) of shard ``shard`` of ``shards`` over ``n`` items, as ``np.array_split`` cuts them."""
-    if shards < 1 or not 0 <= shard < shards:
-        raise ValueError(f"shard {shard} is not in 0..{shards - 1} (dedup.shards = {shards})")
-    q, r = divmod(n, shards)
-    start = shard * q + min(shard, r)
-    return start, start + q + (1 if shard < r else 0)
+    """[start, stop) of dedup shard ``shard`` of ``shards`` (:func:`dcgan_repro.io.shard_range`)."""
+    return io.shard_range(n, shard, shards, setting="dedup.shards")
 
 
 # --- model ---------------------------------------------------------------------------------------

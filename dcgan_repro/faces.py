@@ -260,12 +260,9 @@ def read_manifest(source_dir: str | Path) -> list[str]:
 
 
 def shard_items(items: Sequence[str], shard: int, shards: int) -> list[str]:
-    """Shard ``shard`` of ``shards`` of ``items``: contiguous, sized as ``np.array_split`` cuts them."""
-    if shards < 1 or not 0 <= shard < shards:
-        raise ValueError(f"shard {shard} is not in 0..{shards - 1} (faces.shards = {shards})")
-    q, r = divmod(len(items), shards)
-    start = shard * q + min(shard, r)
-    return list(items[start:start + q + (1 if shard < r else 0)])
+    """Shard ``shard`` of ``shards`` of ``items`` (:func:`dcgan_repro.io.shard_range`)."""
+    start, stop = io.shard_range(len(items), shard, shards, setting="faces.shards")
+    return list(items[start:stop])
 
 
 def detect_shard_job(source_dir: str | Path, shard: int, shards: int, faces: Mapping[str, Any],

@@ -177,6 +177,17 @@ def _torch_info() -> dict[str, Any]:
     return {"torch": str(torch.__version__), "device": ("cuda:" + torch.cuda.get_device_name(0)) if gpu else "cpu"}
 
 
+def shard_range(n: int, shard: int, shards: int, setting: str = "shards") -> tuple[int, int]:
+    """[start, stop) of shard ``shard`` of ``shards`` over ``n`` items, contiguous, sized as ``np.array_split``
+    cuts them. Used by every scatter/gather stage (dedup hashing, face detection); ``setting`` names the config
+    key in errors."""
+    if shards < 1 or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1} ({setting} = {shards})")
+    q, r = divmod(n, shards)
+    start = shard * q + min(shard, r)
+    return start, start + q + (1 if shard < r else 0)
+
+
 # --- image datasets in the common training format -------------------------------------------------
 
 

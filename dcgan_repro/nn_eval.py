@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -439,7 +438,8 @@ def _read_split(data_dir: io.PathLike, split: str) -> tuple[np.ndarray, np.ndarr
     return x, y
 
 
-def _chunks(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _chunks(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None,
+            chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream (float32 (n, D), labels (n,)) from a memory-mapped uint8 split, optionally a sorted subset."""
     n = len(x) if idx is None else len(idx)
     for s in range(0, n, chunk):

@@ -62,11 +62,17 @@ def autocast(device, precision: str = "fp32"):
 
 
 def set_threads(n: int | None) -> None:
-    """Match torch's intra-op threads to the cores Snakemake gave the job."""
-    import torch
+    """Match the intra-op threads of torch / OpenCV (whichever the job loaded) to the cores Snakemake gave it.
 
-    if n:
-        torch.set_num_threads(max(1, int(n)))
+    Imports neither: rules that never use torch (faces, tables) run in environments without it.
+    """
+    if not n:
+        return
+    n = max(1, int(n))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(n)
 
 
 def rule_context(smk: Any) -> logging.Logger:

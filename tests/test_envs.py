@@ -48,6 +48,16 @@ def rules() -> dict[str, dict[str, str]]:
     return out
 
 
+def _module_level(tree: ast.Module):
+    """Statements run at import time (function bodies excluded: a lazy import there is optional by design)."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stack.extend(n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt))
+
+
 def third_party_imports(script: Path, seen: set[Path] | None = None) -> set[str]:
     """Top-level third-party imports of a script and, recursively, of the dcgan_repro modules it imports."""
     seen = seen if seen is not None else set()
@@ -55,7 +65,7 @@ def third_party_imports(script: Path, seen: set[Path] | None = None) -> set[str]
         return set()
     seen.add(script)
     found: set[str] = set()
-    for node in ast.walk(ast.parse(script.read_text())):
+    for node in _module_level(ast.parse(script.read_text())):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]

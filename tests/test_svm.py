@@ -67,6 +67,13 @@ def test_solver_beats_chance_and_matches_linearsvc():
     assert 2 not in set(svm.predict(Xt, (W3, b3)))
 
 
+def test_solver_refuses_a_fit_that_cannot_fit_in_memory(monkeypatch):
+    X, y = _blobs(50, 2, 8, seed=0)
+    monkeypatch.setattr(svm.os, "sysconf", lambda name: {"SC_AVPHYS_PAGES": 1, "SC_PAGE_SIZE": 4096}[name])
+    with pytest.raises(MemoryError, match=r"LinearSVC on 50 x 8 features needs about .* GiB"):
+        svm.fit_l2svm(X, y, 0.01, n_classes=2)
+
+
 def test_error_pct_streams_many_models_like_direct_scoring():
     X, y = _blobs(200, 3, 10, seed=2, spread=2.0)
     models = [svm.fit_l2svm(X[i::3], y[i::3], c, n_classes=3) for i, c in enumerate([1e-3, 1e-2, 1.0])]
@@ -159,7 +166,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, np.arange(9) % 3, Xtr, Xtr[:9])
     out = tmp_path / "out.json"
     cfg = dict(CFG, validation_size=10, cifar10_labels_per_class=8)
-    with pytest.raises(ValueError, match=r"cannot draw 8 labels per class .*class 2 \(c2\) has [0-5] images"):
+    with pytest.raises(ValueError, match=r"cannot draw 8 labels per class .*class 2 \(c2\) has [0-5] images .*lower svm.cifar10_labels_per_class"):
         svm.fit_and_score("svm_cifar10_400pc", ftr, fte, d, cfg, out, COMMON)
     with pytest.raises(ValueError, match="unknown SVM protocol 'svm_mnist'; allowed: svm_svhn_1000"):
         svm.fit_and_score("svm_mnist", ftr, fte, d, cfg, out, COMMON)

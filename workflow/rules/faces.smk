@@ -1,6 +1,5 @@
 # Stage: face detection and cropping with OpenCV's Haar cascade (Sec. 4.2; dcgan_repro.faces).
-# conda: the torch env for now: runtime.rule_context imports torch (set_threads); envs/opencv.yaml (all that
-# dcgan_repro.faces needs) fits once it no longer does.
+# conda: envs/opencv.yaml (OpenCV < 5, NumPy, Pillow): the face rules never import torch.
 
 
 rule detect_faces_shard:
@@ -22,7 +21,7 @@ rule detect_faces_shard:
         runtime=120,
         mem_mb=4000,
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/opencv.yaml"
     script:
         "../scripts/detect_faces_shard.py"
 
@@ -45,6 +44,6 @@ rule gather_faces:
         runtime=60,
         mem_mb=16000,
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/opencv.yaml"
     script:
         "../scripts/gather_faces.py"
