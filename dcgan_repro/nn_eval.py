@@ -13,8 +13,9 @@ distance matrix: references arrive in chunks and each query keeps a running (dis
 Exactness. A fast matmul pass (fp32, or bf16 with fp32 accumulation) scores every (query, reference) pair;
 its rounding error is bounded a priori, so it only nominates the references that could be nearest given that
 bound, and those are re-scored exactly as ``sum((q - x)^2)`` in float64 with ties going to the lowest reference
-index: the decision equals a brute-force float64 argmin whichever precision ranked the candidates. The bound,
-the margin argument and the streaming threshold are in :class:`StreamingNN`.
+index: the decision equals a brute-force float64 argmin whichever precision ranked the candidates (a float64
+reference that sums in another order can differ only where two distances agree to ~15 significant digits).
+The bound, the margin argument and the streaming threshold are in :class:`StreamingNN`.
 
 Generated samples are taken as 8-bit images (``models.iter_generate``, as every stage sees samples); the
 authors scored the float sigmoid outputs, which differ by at most 1/510 per pixel.

@@ -246,6 +246,8 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
     for c, e in zip(cs, val_err):
         log.info("C=%g: validation error %.2f%% +- %.2f", c, e.mean(), 1.96 * e.std())
     log.info("chosen C = %g", C)
+    if len(cs) > 1 and best in (0, len(cs) - 1):
+        log.warning("chosen C = %g is at the edge of svm.c_grid %s: the best C may lie beyond it", C, cs)
     del Xva, models
 
     # 2. final fits with that C, then the only read of the test set

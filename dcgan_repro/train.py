@@ -131,8 +131,19 @@ class _Minibatches:
                 yield fut.result()
 
 
-def _load_data(data_dir: io.PathLike, run: dict[str, Any], name: str, netG: nn.Module):
+def _load_data(data_dir: io.PathLike, run: dict[str, Any], name: str, netG: nn.Module,
+               holdout: dict[str, Any] | None = None):
     x, y = io.read_dataset(data_dir, "train")
+    if holdout:
+        # MNIST (mnist/train_cond_dcgan.py): train on the 50k split only; the last 10k after the seed-42 shuffle
+        # are the validation images that model selection in Table 3 uses, so they must stay unseen.
+        from .nn_eval import validation_split
+
+        keep, _ = validation_split(len(x), holdout["validation_size"], holdout["split_seed"])
+        keep = np.sort(keep)
+        x, y = np.asarray(x[keep]), np.asarray(y[keep])
+        log.info("run %s: training on %d of %d images (validation split of %d held out, seed %d)", name,
+                 len(x), len(keep) + holdout["validation_size"], holdout["validation_size"], holdout["split_seed"])
     c, h, w = netG.image_shape
     if x.ndim != 4 or x.shape[1:] != (h, w, c):
         raise ValueError(f"run {name!r}: model {run['model']!r} needs {h}x{w}x{c} images, but "
@@ -314,17 +325,19 @@ def _trim_stats(path: Path, step: int) -> None:
 
 
 def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: io.PathLike,
-              out_summary: io.PathLike, checkpoint_dir: io.PathLike, common: dict[str, Any]) -> dict[str, Any]:
+              out_summary: io.PathLike, checkpoint_dir: io.PathLike, common: dict[str, Any],
+              holdout: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one DCGAN run (config.yaml ``runs.<name>``) and write model.pt, snapshots and a summary JSON.
 
-    ``common`` = {"preset", "device", "precision"}. Returns the summary written to ``out_summary``.
+    ``common`` = {"preset", "device", "precision"}. ``holdout`` = {"validation_size", "split_seed"} keeps a
+    validation split out of training (MNIST, Table 3). Returns the summary written to ``out_summary``.
     """
     t0 = time.time()
     device = runtime.resolve_device(common.get("device", "auto"))
     precision = common.get("precision", "fp32")
     runtime.seed_everything(run["seed"])
     netG, netD = models.build_models(run)
-    x, y, data_meta = _load_data(data_dir, run, name, netG)
+    x, y, data_meta = _load_data(data_dir, run, name, netG, holdout)
     conditional = netG.n_classes > 0
     paper = run["recipe"] == "paper"
     bs, seed, epochs = min(run["batch_size"], len(x)), run["seed"], run["epochs"]

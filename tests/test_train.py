@@ -253,3 +253,19 @@ def test_bf16_channels_last_runs(tmp_path):
                         out / "s.json", tmp_path / "ck_bf", {**COMMON, "precision": "bf16"})
     assert s["steps"] == 4 and s["precision"] == "bf16"
     assert all(torch.isfinite(v).all() for v in torch.load(out / "model.pt", weights_only=True)["netG"].values())
+
+
+def test_mnist_holdout_keeps_the_validation_split_out_of_training(tmp_path):
+    """Table 3 model selection scores the last 10k of the seed-42 shuffle: training must never see them."""
+    from dcgan_repro.nn_eval import validation_split
+
+    run = make_run("mnist_cond_dcgan")
+    data = make_data(tmp_path, "mnist_cond_dcgan", n=50)
+    x_all, _ = io.read_dataset(data, "train")
+    netG, _ = models.build_models(run)
+    x, y, _ = train._load_data(data, run, "mnist_dcgan", netG, {"validation_size": 10, "split_seed": 42})
+    keep, val = validation_split(50, 10, 42)
+    assert len(x) == len(y) == 40
+    np.testing.assert_array_equal(x, np.asarray(x_all)[np.sort(keep)])
+    held_out = {np.asarray(x_all)[i].tobytes() for i in val}
+    assert not held_out & {img.tobytes() for img in x}

@@ -64,6 +64,14 @@ def train_dataset_dir(run):
     return dataset_dir(ds)
 
 
+def mnist_holdout(run):
+    """MNIST runs train on the 50k split; the 10k validation split (Table 3 model selection) stays unseen."""
+    if config["runs"][run]["dataset"] != "mnist":
+        return None
+    ev = config["mnist_eval"]
+    return {"validation_size": ev["validation_size"], "split_seed": ev["split_seed"]}
+
+
 def model_path(run):
     return f"results/models/{run}/model.pt"
 

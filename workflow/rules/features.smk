@@ -21,5 +21,7 @@ rule extract_features:
         gpu=1,
         runtime=120,
         mem_mb=16000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/extract_features.py"

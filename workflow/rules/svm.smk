@@ -20,6 +20,8 @@ rule fit_svm:
     resources:
         runtime=120,
         mem_mb=16000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fit_svm.py"
 
@@ -44,5 +46,7 @@ rule train_supervised_cnn:
         gpu=1,
         runtime=24 * 60,
         mem_mb=16000,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/train_supervised_cnn.py"

@@ -12,6 +12,7 @@ rule train_gan:
         name=lambda w: w.run,
         checkpoint_dir=lambda w: f"resources/checkpoints/{w.run}",
         common=common_params(),
+        holdout=lambda w: mnist_holdout(w.run),
     log:
         "logs/results/models/{run}/train.log",
     benchmark:

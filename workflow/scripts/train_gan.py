@@ -12,4 +12,5 @@ train.train_gan(
     out_summary=smk.output.summary,
     checkpoint_dir=smk.params.checkpoint_dir,
     common=dict(smk.params.common),
+    holdout=smk.params.holdout,
 )
