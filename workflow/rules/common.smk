@@ -59,6 +59,11 @@ def dataset_dir(name):
     return f"{DATA}/{name}"
 
 
+def ingest_cfg(dataset):
+    """config.yaml data.<name> section of an ingested dataset (lsun_raw -> lsun, faces_raw -> faces)."""
+    return config["data"][{"lsun_raw": "lsun", "faces_raw": "faces"}.get(dataset, dataset)]
+
+
 def train_dataset_dir(run):
     """The dataset a training run reads: LSUN after dedup (Sec. 4.1.1) unless dedup is disabled."""
     ds = config["runs"][run]["dataset"]

@@ -1,11 +1,6 @@
 # Stage: data download / ingest into the common .npy training format (dcgan_repro.data).
 
 
-def _ingest_cfg(w):
-    """config.yaml data.<name> section of dataset w.dataset (lsun_raw -> lsun, faces_raw -> faces)."""
-    return config["data"][{"lsun_raw": "lsun", "faces_raw": "faces"}.get(w.dataset, w.dataset)]
-
-
 rule ingest:
     """Download (or read a user-supplied copy of, or build the demo stand-in for) one dataset."""
     output:
@@ -13,14 +8,14 @@ rule ingest:
     wildcard_constraints:
         dataset="mnist|cifar10|svhn|lsun_raw|imagenet|faces_raw",
     params:
-        data=lambda w: _ingest_cfg(w),
-        seed=0,
+        data=lambda w: ingest_cfg(w.dataset),
+        seed=config["data"]["seed"],
     log:
         f"logs/{DATA}/{{dataset}}.log",
     benchmark:
         f"logs/benchmarks/ingest/{{dataset}}.tsv"
     # image decoding threads for real LSUN / ImageNet / face folders (capped at --cores); demo sources need one
-    threads: lambda w: 1 if _ingest_cfg(w)["source"] == "demo" else 8
+    threads: lambda w: 1 if ingest_cfg(w.dataset)["source"] == "demo" else 8
     resources:
         runtime=24 * 60,
         mem_mb=16000,

@@ -17,6 +17,8 @@ rule sample_sheet:
         common=common_params(),
     log:
         "logs/results/figures/{sheet}.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/sample_sheet.py"
 
@@ -33,6 +35,8 @@ rule fig04_interpolation:
         common=common_params(),
     log:
         "logs/results/figures/fig04_interpolation.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fig04_interpolation.py"
 
@@ -49,6 +53,8 @@ rule fig05_guided_backprop:
         common=common_params(),
     log:
         "logs/results/figures/fig05_guided_backprop.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fig05_guided_backprop.py"
 
@@ -66,6 +72,8 @@ rule fig06_window_dropout:
         common=common_params(),
     log:
         "logs/results/figures/fig06_window_dropout.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fig06_window_dropout.py"
 
@@ -82,6 +90,8 @@ rule fig07_vector_arithmetic:
         common=common_params(),
     log:
         "logs/results/figures/fig07_vector_arithmetic.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fig07_vector_arithmetic.py"
 
@@ -98,6 +108,8 @@ rule fig08_turn_vector:
         common=common_params(),
     log:
         "logs/results/figures/fig08_turn_vector.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fig08_turn_vector.py"
 
@@ -115,5 +127,7 @@ rule fig09_mnist_samples:
         common=common_params(),
     log:
         "logs/results/figures/fig09_mnist_samples.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/fig09_mnist_samples.py"

@@ -13,6 +13,8 @@ rule table1_cifar10:
         preset=config["preset"],
     log:
         "logs/results/tables/table1_cifar10.log",
+    conda:
+        "../../envs/tables.yaml"
     script:
         "../scripts/table1_cifar10.py"
 
@@ -29,6 +31,8 @@ rule table2_svhn:
         preset=config["preset"],
     log:
         "logs/results/tables/table2_svhn.log",
+    conda:
+        "../../envs/tables.yaml"
     script:
         "../scripts/table2_svhn.py"
 
@@ -47,6 +51,8 @@ rule table3_mnist:
         preset=config["preset"],
     log:
         "logs/results/tables/table3_mnist.log",
+    conda:
+        "../../envs/tables.yaml"
     script:
         "../scripts/table3_mnist.py"
 
@@ -61,5 +67,7 @@ rule tables_index:
         preset=config["preset"],
     log:
         "logs/results/tables/index.log",
+    conda:
+        "../../envs/tables.yaml"
     script:
         "../scripts/tables_index.py"

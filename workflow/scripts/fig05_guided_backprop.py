@@ -1,0 +1,12 @@
+"""Rule fig05_guided_backprop: Fig. 5, guided backpropagation of D's last conv features, trained vs random D (LSUN)."""
+from dcgan_repro import plots, runtime
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+plots.fig05_guided_backprop(
+    snakemake.input.model,  # noqa: F821
+    snakemake.input.data,  # noqa: F821
+    snakemake.output.png,  # noqa: F821
+    snakemake.output.pdf,  # noqa: F821
+    figures=snakemake.params.figures,  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+)

@@ -1,0 +1,12 @@
+"""Rule fig07_vector_arithmetic: Fig. 7, vector arithmetic on face samples."""
+from dcgan_repro import plots, runtime
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+plots.fig07_vector_arithmetic(
+    snakemake.input.model,  # noqa: F821
+    snakemake.input.data,  # noqa: F821
+    snakemake.output.png,  # noqa: F821
+    snakemake.output.pdf,  # noqa: F821
+    figures=snakemake.params.figures,  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+)

@@ -1,0 +1,12 @@
+"""Rule fig08_turn_vector: Fig. 8, a 'turn' vector added to random faces."""
+from dcgan_repro import plots, runtime
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+plots.fig08_turn_vector(
+    snakemake.input.model,  # noqa: F821
+    snakemake.input.data,  # noqa: F821
+    snakemake.output.png,  # noqa: F821
+    snakemake.output.pdf,  # noqa: F821
+    figures=snakemake.params.figures,  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+)

@@ -1,0 +1,13 @@
+"""Rule fig09_mnist_samples: Fig. 9, real MNIST / GAN baseline / DCGAN, 10 classes x 20 samples each."""
+from dcgan_repro import plots, runtime
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+plots.fig09_mnist_samples(
+    snakemake.input.dcgan,  # noqa: F821
+    snakemake.input.gan,  # noqa: F821
+    snakemake.input.data,  # noqa: F821
+    snakemake.output.png,  # noqa: F821
+    snakemake.output.pdf,  # noqa: F821
+    figures=snakemake.params.figures,  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+)
