@@ -15,6 +15,10 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 validate_config(config)
 
 
+# snakemake --report report.html: every figure and table with a caption (workflow/report/*.rst).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/dedup.smk"

@@ -24,8 +24,10 @@ Real sources (the paper's data; users need internet or their own copies):
 Resizing (LSUN, ImageNet): short side resized to ``image_size`` with antialiased bilinear interpolation, then a
 centre crop, exactly torchvision ``Resize(size)`` + ``CenterCrop(size)`` on PIL images (the pytorch/examples DCGAN
 LSUN pipeline; for ImageNet the "min-resized centre crops" of Sec. 4.3 with the bilinear filter of the training
-script matching the authors' released 32x32 model, REFERENCE.md Sec. 3). Images that cannot be decoded are skipped
-and counted by reason in ``meta["skipped"]``.
+script matching the authors' released 32x32 model, REFERENCE.md Sec. 3). Decoding (:func:`decode_image`, shared
+with the face stage) turns grayscale, CMYK, palette and 16-bit images into 8-bit RGB; images that cannot be decoded
+(zero bytes, truncated, corrupt, not an image, over ``faces.MAX_PIXELS``) are skipped, never a crash, and counted
+by reason (:data:`SKIP_REASONS`) in ``meta["skipped"]``, which the dedup and face summaries repeat.
 
 Demo sources (``source: demo``): real images shipped inside scikit-learn and scikit-image, offline and
 deterministic from ``seed``. ``meta["stand_in"]`` says plainly what stood in; every table and figure repeats it.
@@ -53,9 +55,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from dcgan_repro import io
+from dcgan_repro import faces, io
 
 log = logging.getLogger("dcgan_repro.data")
 
@@ -82,6 +84,7 @@ MNIST_RAW_MD5 = {
 # fyu/lsun download.py: http://dl.yf.io/lsun/scenes/{category}_{set}_lmdb.zip (no checksums are published).
 LSUN_URL = "http://dl.yf.io/lsun/scenes/{category}_train_lmdb.zip"
 CHUNK = 1024  # images decoded per thread-pool round while streaming
+SKIP_REASONS = {k: v for k, v in faces.SKIP_REASONS.items() if k != "detector_error"}  # meta['skipped'] keys
 
 
 class DataError(RuntimeError):
@@ -249,35 +252,26 @@ def _download_error(url: str, dest: Path, err: BaseException, partial: Path | No
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _skip_reason(err: BaseException) -> str:
-    """Short category of a decode failure, used as the key of meta['skipped']."""
-    if isinstance(err, UnidentifiedImageError):
-        return "not_an_image"
-    if isinstance(err, Image.DecompressionBombError):
-        return "too_large"
-    if isinstance(err, OSError) and "truncated" in str(err):
-        return "truncated"
-    return "corrupt"
-
-
 def decode_image(src: bytes | str | os.PathLike) -> tuple[Image.Image | None, str | None]:
-    """Fully decode an encoded image (bytes or a file path) to RGB; return ``(image, None)`` or ``(None, reason)``.
+    """Fully decode an encoded image (bytes or a file path) to 8-bit RGB; ``(image, None)`` or ``(None, reason)``.
 
-    Reasons: ``empty`` (zero bytes), ``not_an_image``, ``truncated``, ``too_large``, ``corrupt``.
+    Pillow only (:func:`dcgan_repro.faces.decode_image_pil`), so decoded pixels equal torchvision's Pillow
+    loaders; grayscale, CMYK, palette and 16-bit images are converted to 8-bit RGB. Reasons are the keys of
+    :data:`SKIP_REASONS` (shared with the face stage): ``missing``, ``unreadable``, ``empty_file``, ``truncated``,
+    ``not_an_image``, ``corrupt``, ``too_large`` (over ``faces.MAX_PIXELS``, checked from the header before any
+    pixel is decoded).
     """
-    try:
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            if len(src) == 0:
-                return None, "empty"
-            fh = BytesIO(src)
-        else:
-            if os.path.getsize(src) == 0:
-                return None, "empty"
-            fh = open(src, "rb")
-        with fh, Image.open(fh) as im:
-            return im.convert("RGB"), None  # convert() forces the full decode, so truncation shows here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return None, _skip_reason(e)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    else:
+        try:
+            data = Path(src).read_bytes()
+        except FileNotFoundError:
+            return None, "missing"
+        except OSError:
+            return None, "unreadable"
+    img, status = faces.decode_image_pil(data)
+    return (img, None) if img is not None else (None, status)
 
 
 def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
@@ -647,7 +641,12 @@ def _faces_folder(*, cfg, stage: Path, workers: int, key: str):
     root = Path(cfg["path"])
     if not root.is_dir():
         raise DataError(f"config key '{key}.path': {root} does not exist or is not a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    every = [p for p in root.rglob("*") if p.is_file()]
+    files = sorted(p for p in every if p.suffix.lower() in IMAGE_EXTENSIONS)
+    other = collections.Counter(p.suffix.lower() or "(none)" for p in every if p.suffix.lower() not in IMAGE_EXTENSIONS)
+    if other:  # counted, never silently dropped: a user may have images under an extension we do not list
+        log.warning("faces folder %s: %d files without an image extension (%s) are not used: %s", root,
+                    sum(other.values()), ", ".join(IMAGE_EXTENSIONS), dict(other))
     if not files:
         raise DataError(f"config key '{key}.path': no image files ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     skipped: collections.Counter[str] = collections.Counter()
@@ -676,7 +675,7 @@ def _faces_folder(*, cfg, stage: Path, workers: int, key: str):
     meta = _meta(splits={}, image_shape=None, n_images=n, manifest="manifest.txt",
                  source=f"image folder {root} (searched recursively, every file decoded once), {cfg['link']}ed",
                  link=cfg["link"], files_found=len(files), max_images=cap, skipped=dict(skipped),
-                 skipped_examples=examples,
+                 skipped_examples=examples, other_files_by_extension=dict(sorted(other.items())),
                  stand_in=f"web images from {root} standing in for the paper's unreleased 3M web images of 10K "
                           "people")
     return meta, {}

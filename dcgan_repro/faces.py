@@ -24,7 +24,15 @@ Per image (:func:`process_image`):
    ``image_size`` with ``INTER_AREA`` (``INTER_LINEAR`` when a crop is smaller than ``image_size``, which only
    happens when ``min_size < image_size``: ``INTER_AREA`` enlarges like nearest neighbour).
 
-Rules: ``detect_faces_shard`` -> :func:`detect_shard_job`, ``gather_faces`` -> :func:`gather_job`.
+Pre-cropped face sets (``faces.detect: false``, e.g. the LFW 90x90 crops): every source image is already one
+tight face, so :func:`whole_image_box` takes its centred square as the single box instead of running the
+cascade (which needs context around a face: on the LFW crops it fires on only ~17% of them at the defaults).
+The ``min_size`` rule and the cropping/resizing above apply unchanged.
+
+Rules: ``detect_faces_shard`` -> :func:`detect_shard_job`, ``gather_faces`` -> :func:`gather_job`;
+:func:`crops_from_boxes` redoes a shard's crops from its boxes JSON without detection (audit, another margin).
+Ingest (:mod:`dcgan_repro.data`) decodes with :func:`decode_image_pil`: the same skip reasons and 8-bit RGB
+conversion, Pillow only, so its pixels match torchvision's loaders.
 :func:`evaluate_detector` scores the detector against known boxes (recall at IoU >= 0.5, false detections per
 image) for tests and benchmarks. At the defaults, on those 300 composites (faces 21-146 px pasted on real
 scenes; their boxes come from the same cascade on the source photo, so this is a consistency check): recall
@@ -54,8 +62,9 @@ from dcgan_repro import io
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 1 << 27  # ~134 megapixels (e.g. 11,585 x 11,585): larger images are skipped as 'too_large'
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # Pillow modes with more than 8 bits per sample
 SKIP_REASONS = {
-    "missing": "listed in the manifest but no such file",
+    "missing": "listed (manifest, image folder listing) but no such file",
     "unreadable": "the file exists but could not be read (permissions, a folder, I/O error)",
     "empty_file": "zero bytes",
     "truncated": "the image data ends early (the decoder ran out of data before the end of the image)",
@@ -97,12 +106,34 @@ def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
         if bgr is not None:
             return np.ascontiguousarray(bgr[:, :, ::-1]), "ok"  # (H, W, 3) RGB
+    im, status = decode_image_pil(data, exif_transpose=True)
+    return (None, status) if im is None else (np.ascontiguousarray(np.asarray(im)), "ok")
+
+
+def decode_image_pil(data: bytes, *, exif_transpose: bool = False) -> tuple[Image.Image | None, str]:
+    """Decode image bytes with Pillow alone to an 8-bit RGB Pillow image; ``(image, "ok")`` or ``(None, reason)``.
+
+    Same skip reasons (:data:`SKIP_REASONS`) and the same 8-bit RGB conversion as :func:`decode_image`
+    (grayscale replicated, CMYK / palette / alpha converted, 16-bit scaled by 1/257 where Pillow's own
+    ``convert("RGB")`` would clip), and the decode is forced, so truncation shows here. Ingest
+    (:mod:`dcgan_repro.data`) uses it so that its pixels equal torchvision's Pillow loaders; they do not apply EXIF
+    orientation, hence ``exif_transpose=False`` by default.
+    """
+    if not data:
+        return None, "empty_file"
+    fmt = _sniff(data)
+    pixels = _header_pixels(data)
+    if pixels is not None and pixels > MAX_PIXELS:
+        return None, "too_large"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # size checked above
             with Image.open(_bytesio.BytesIO(data)) as im:
-                im = ImageOps.exif_transpose(im)
-                return _pil_to_rgb(im), "ok"
+                if exif_transpose:
+                    im = ImageOps.exif_transpose(im)
+                if im.mode in WIDE_MODES:
+                    return Image.fromarray(_pil_to_rgb(im)), "ok"
+                return im.convert("RGB"), "ok"  # convert() decodes every pixel (a new image, valid after close)
     except Image.DecompressionBombError:
         return None, "too_large"
     except UnidentifiedImageError:
@@ -115,7 +146,7 @@ def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
 
 def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     """Any Pillow image -> RGB uint8 (H, W, 3): 16/32-bit integer images scaled to 8 bits, floats clipped."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if im.mode in WIDE_MODES:
         a = np.asarray(im)  # (H, W) int32 / uint16 / float32
         if a.dtype.kind == "f":
             a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255)
@@ -207,6 +238,16 @@ def detect_faces(rgb: np.ndarray, *, cascade: str = "haarcascade_frontalface_def
     return kept, len(boxes)
 
 
+def whole_image_box(rgb: np.ndarray, *, min_size: int = 64) -> tuple[np.ndarray, int]:
+    """``faces.detect: false``: the centred square of a pre-cropped face image as its one box, in the shape of
+    :func:`detect_faces`'s answer: ``(kept boxes (0 or 1, 4) [x, y, w, h], found = 1)``; kept when the square's
+    side is at least ``min_size``."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    box = np.array([[(w - side) // 2, (h - side) // 2, side, side]], dtype=np.int64)  # (1, 4)
+    return (box if side >= min_size else box[:0]), 1
+
+
 def crop_faces(rgb: np.ndarray, boxes: np.ndarray, *, margin: float = 0.0, image_size: int = 64) -> np.ndarray:
     """Square crops (k, image_size, image_size, 3) uint8 of boxes (k, 4) [x, y, w, h] in an RGB image.
 
@@ -230,6 +271,11 @@ def process_image(path: str | Path, faces: Mapping[str, Any]) -> tuple[dict[str,
     rgb, status = read_image(path)
     if rgb is None:
         return {"status": status, "boxes": []}, np.zeros((0, size, size, 3), np.uint8), 0
+    if not faces.get("detect", True):   # pre-cropped faces (faces.detect: false): the image is the face
+        boxes, found = whole_image_box(rgb, min_size=faces["min_size"])
+        crops = crop_faces(rgb, boxes, margin=0.0, image_size=size)
+        return ({"status": "ok", "size": [int(rgb.shape[1]), int(rgb.shape[0])], "boxes": boxes.tolist(),
+                 "found": found}, crops, found)
     try:
         boxes, found = detect_faces(rgb, **_detector_args(faces))
     except cv2.error as e:
@@ -305,6 +351,27 @@ def detect_shard_job(source_dir: str | Path, shard: int, shards: int, faces: Map
     return result
 
 
+def crops_from_boxes(source_dir: str | Path, boxes_path: str | Path, *, margin: float, image_size: int
+                     ) -> np.ndarray:
+    """Redo a shard's crops from its boxes JSON without running the detector (e.g. with another ``margin`` or
+    ``image_size``, or to audit them): (N, S, S, 3) uint8 in the order :func:`detect_shard_job` wrote them.
+
+    An image that no longer decodes to the size recorded with its boxes is an error naming it.
+    """
+    rec = io.read_json(boxes_path)
+    parts = []
+    for rel, r in rec["images"].items():
+        if not r["boxes"]:
+            continue
+        rgb, status = read_image(Path(source_dir) / rel)
+        if rgb is None or [rgb.shape[1], rgb.shape[0]] != r["size"]:
+            got = status if rgb is None else f"size {[rgb.shape[1], rgb.shape[0]]}"
+            raise ValueError(f"{boxes_path}: {Path(source_dir) / rel} had size {r['size']} when its boxes were "
+                             f"found, now {got}; rerun rule detect_faces_shard")
+        parts.append(crop_faces(rgb, np.asarray(r["boxes"]), margin=margin, image_size=image_size))
+    return np.concatenate(parts) if parts else np.zeros((0, image_size, image_size, 3), np.uint8)
+
+
 def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_paths: Sequence[str | Path],
                out_dir: str | Path, summary_path: str | Path, faces: Mapping[str, Any], preset: str
                ) -> dict[str, Any]:
@@ -336,16 +403,23 @@ def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_pat
     meta = {
         "name": "faces", "splits": {"train": len(x)}, "image_shape": [size, size, 3], "n_classes": 0,
         "class_names": None,
-        "source": f"{src_meta.get('source', source_dir)}; faces found by OpenCV {faces['cascade']} (Sec. 4.2), "
-                  f"boxes >= {faces['min_size']} px kept, cropped with margin {faces['margin']} and resized to "
-                  f"{size}x{size}",
+        "source": (f"{src_meta.get('source', source_dir)}; faces found by OpenCV {faces['cascade']} (Sec. 4.2), "
+                   f"boxes >= {faces['min_size']} px kept, cropped with margin {faces['margin']} and resized to "
+                   f"{size}x{size}") if faces.get("detect", True) else (
+                  f"{src_meta.get('source', source_dir)}; pre-cropped faces (faces.detect: false): no detection, "
+                  f"each image's centred square (side >= {faces['min_size']} px) resized to {size}x{size}"),
         "stand_in": stand_in, "faces": dict(faces),
     }
     _write_dataset_dir(out_dir, x, meta)
     skipped = {k: v for k, v in sorted(status.items()) if k != "ok"}
     summary = {
         "images_seen": totals["images"], "images_decoded": status.get("ok", 0), "skipped": skipped,
-        "skipped_total": sum(skipped.values()), "skip_reasons": {k: SKIP_REASONS[k] for k in skipped},
+        "skipped_total": sum(skipped.values()), "skip_reasons": {k: SKIP_REASONS.get(k, k) for k in
+                                                                sorted({*skipped, *src_meta.get("skipped", {})})},
+        # files the ingest of faces_raw (source: folder) already found undecodable, by the same reasons, and
+        # files it did not list for want of an image extension: every input is accounted for
+        "skipped_at_ingest": src_meta.get("skipped", {}),
+        "other_files_at_ingest": src_meta.get("other_files_by_extension", {}),
         "images_with_faces": totals["images_with_faces"], "faces_found": totals["faces_found"],
         "faces_kept": totals["faces_kept"], "crops": len(x), "image_size": size, "stand_in": stand_in,
         "preset": preset,

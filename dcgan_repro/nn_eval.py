@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -472,47 +473,143 @@ def _error_pct(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(pred != truth) * 100.0)
 
 
-def evaluate_generated(model_path: io.PathLike, data_dir: io.PathLike, n_samples: int, eval_cfg: dict[str, Any],
-                       out_path: io.PathLike, common: dict[str, Any], column: str, *,
-                       run: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Table 3 "@50K" / "@10M": exact 1-NN fitted on ``n_samples`` generated class-conditional samples.
-
-    Labels are exactly balanced over the classes and shuffled (``eval_cfg["seed"]``), z is seeded likewise;
-    samples are drawn in G's training batch size (BN uses batch statistics, as in the authors' ``gen_samples``)
-    and streamed in blocks of ``eval_cfg["chunk"]``. The real test set and the validation split (authors' seed-42
-    split, last ``validation_size`` training images) are classified in the same pass. ``run`` (the config's
-    ``runs.<name>``) makes :func:`models.load_checkpoint` refuse a file trained with another architecture.
-    Writes the CONTRACTS JSON to ``out_path`` and returns it.
-    """
+def _conditional_generator(model_path: io.PathLike, device: torch.device,
+                           run: dict[str, Any] | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load G from a model file (refusing an architecture other than ``run``'s); it must be class-conditional."""
     from dcgan_repro import models
 
-    t0 = time.time()
-    device = runtime.resolve_device(common["device"])
-    search = resolve_search(eval_cfg.get("search", "auto"), device)
     netG, _, ckpt = models.load_checkpoint(model_path, device, run=run)
     if not netG.n_classes:
         raise ValueError(f"{model_path}: run {ckpt['name']!r} ({ckpt['run']['model']}) is unconditional; the "
                          "Table 3 protocol needs a class-conditional generator (mnist_cond_dcgan, mnist_cond_mlp)")
+    return netG, ckpt
+
+
+def _search_generated(netG: torch.nn.Module, ckpt: dict[str, Any], n_samples: int, query: np.ndarray,
+                      eval_cfg: dict[str, Any], device: torch.device, search: str, precision: str) -> NNResult:
+    """Exact 1-NN of ``query`` over ``n_samples`` generated class-conditional samples (balanced, seeded labels)."""
+    from dcgan_repro import models
+
+    labels = balanced_labels(int(n_samples), netG.n_classes, eval_cfg["seed"])  # (n_samples,)
+    chunks = _generated_chunks(netG, labels, z_dist=models.z_dist(ckpt["run"]), seed=eval_cfg["seed"],
+                               batch_size=int(ckpt["run"]["batch_size"]), chunk=int(eval_cfg["chunk"]),
+                               device=device, precision=precision)
+    res = nn_search_stream(query, chunks, device, search=search)
+    if res.stats["n_reference"] != n_samples:
+        raise RuntimeError(f"generated {res.stats['n_reference']} samples, expected {n_samples}")
+    return res
+
+
+def _check_shape(netG: torch.nn.Module, x: np.ndarray, data_dir: io.PathLike, model_path: io.PathLike) -> None:
+    c, h, w = netG.image_shape
+    if tuple(x.shape[1:]) != (h, w, c):
+        raise ValueError(f"{data_dir}: images are {tuple(x.shape[1:])} (H, W, C) but the generator in "
+                         f"{model_path} makes {(h, w, c)}")
+
+
+def select_epoch(model_path: io.PathLike, summary_path: io.PathLike, data_dir: io.PathLike,
+                 eval_cfg: dict[str, Any], out_path: io.PathLike, common: dict[str, Any], *,
+                 run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Model selection for Table 3 on the validation split only (the test set is never read here).
+
+    Every generator snapshot of the run (``ckpt["snapshots"]``, plus the final model when it is not one) is
+    scored as the authors' training loop scored it: a 1-NN fitted on ``eval_cfg["select_samples"]`` generated
+    samples classifies the 10k validation images (seed-42 split, never trained on). The epoch with the lowest
+    validation error is selected (ties: the later epoch). Writes ``results/mnist/<run>_selection.json``
+    (docs/CONTRACTS.md) with every candidate's validation error, the epochs trained and the training wall time
+    (from ``train_summary.json``); :func:`evaluate_generated` then scores the selected snapshot on the test set.
+    """
+    t0 = time.time()
+    device = runtime.resolve_device(common["device"])
+    search = resolve_search(eval_cfg.get("search", "auto"), device)
+    precision = common.get("precision", "fp32")
+    n = int(eval_cfg["select_samples"])
+    _, final = _conditional_generator(model_path, "cpu", run)
+    summary = io.read_json(summary_path)
+    candidates = {int(e): str(p) for e, p in final["snapshots"].items()}
+    candidates.setdefault(int(final["epoch"]), str(model_path))
+    meta = io.read_meta(data_dir)
+    train_x, train_y = _read_split(data_dir, "train")
+    val_idx = np.sort(validation_split(len(train_x), eval_cfg["validation_size"], eval_cfg["split_seed"])[1])
+    query = _to_unit(train_x[val_idx])  # (n_val, D): validation images only
+    rows = []
+    for epoch, path in sorted(candidates.items()):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{model_path} lists snapshot {path} (epoch {epoch}), which does not exist; "
+                                    "retrain the run (rule train_gan) to recreate it")
+        netG, ckpt = _conditional_generator(path, device, run)
+        if ckpt["name"] != final["name"] or int(ckpt["epoch"]) != epoch:
+            raise ValueError(f"{path} holds run {ckpt['name']!r} epoch {ckpt['epoch']}, but {model_path} lists "
+                             f"it as run {final['name']!r} epoch {epoch}")
+        _check_shape(netG, train_x, data_dir, path)
+        res = _search_generated(netG, ckpt, n, query, eval_cfg, device, search, precision)
+        rows.append({"epoch": epoch, "path": path,
+                     "validation_error_pct": _error_pct(res.label, train_y[val_idx]),
+                     "validation_mean_nn_distance": float(res.dist.mean())})
+        log.info("%s epoch %d: validation error %.2f%% (1-NN on %d samples), mean NN distance %.3f",
+                 final["name"], epoch, rows[-1]["validation_error_pct"], n, rows[-1]["validation_mean_nn_distance"])
+    best = min(rows, key=lambda r: (r["validation_error_pct"], -r["epoch"]))
+    out = {
+        "model": final["name"], "criterion": "validation_error_pct", "n_samples": n,
+        "n_validation": int(len(val_idx)), "selected_epoch": best["epoch"], "selected_path": best["path"],
+        "epochs_trained": int(final["epoch"]), "train_time_s": summary.get("train_time_s"),
+        "candidates": rows, "stand_in": meta.get("stand_in"),
+        "provenance": io.provenance(config={"mnist_eval": eval_cfg, "common": common, "run": final["run"]},
+                                    seed=int(eval_cfg["seed"]), inputs={"model": model_path, "data": data_dir},
+                                    started=t0),
+    }
+    io.write_json(out_path, out)
+    log.info("%s: selected epoch %d of %d (validation error %.2f%%)", final["name"], best["epoch"],
+             out["epochs_trained"], best["validation_error_pct"])
+    return out
+
+
+def selected_model(selection: io.PathLike) -> str:
+    """The model file :func:`select_epoch` chose (``selected_path`` of ``results/mnist/<run>_selection.json``)."""
+    sel = io.read_json(selection)
+    if not isinstance(sel, dict) or "selected_path" not in sel:
+        raise ValueError(f"{selection} is not a model-selection file (no 'selected_path'); rerun select_epoch_mnist")
+    return str(sel["selected_path"])
+
+
+def evaluate_generated(model_path: io.PathLike, data_dir: io.PathLike, n_samples: int, eval_cfg: dict[str, Any],
+                       out_path: io.PathLike, common: dict[str, Any], column: str, *,
+                       run: dict[str, Any] | None = None, selection: io.PathLike | None = None) -> dict[str, Any]:
+    """Table 3 "@50K" / "@10M": exact 1-NN fitted on ``n_samples`` generated class-conditional samples.
+
+    ``selection`` (the JSON of :func:`select_epoch`) picks the snapshot scored: the epoch chosen on the
+    validation split; without it ``model_path`` itself is scored. Labels are exactly balanced over the classes
+    and shuffled (``eval_cfg["seed"]``), z is seeded likewise; samples are drawn in G's training batch size (BN
+    uses batch statistics, as in the authors' ``gen_samples``) and streamed in blocks of ``eval_cfg["chunk"]``.
+    The real test set and the validation split (authors' seed-42 split, last ``validation_size`` training
+    images) are classified in the same pass; the test error is computed once, for this reported number.
+    ``run`` (the config's ``runs.<name>``) makes :func:`models.load_checkpoint` refuse a file trained with
+    another architecture. Writes the CONTRACTS JSON to ``out_path`` and returns it.
+    """
+    t0 = time.time()
+    device = runtime.resolve_device(common["device"])
+    search = resolve_search(eval_cfg.get("search", "auto"), device)
+    sel = None
+    scored = model_path
+    if selection is not None:
+        scored = selected_model(selection)
+        sel = io.read_json(selection)
+    netG, ckpt = _conditional_generator(scored, device, run)
+    if sel is not None and (sel["model"] != ckpt["name"] or int(sel["selected_epoch"]) != int(ckpt["epoch"])):
+        raise ValueError(f"{selection} selects run {sel['model']!r} epoch {sel['selected_epoch']}, but {scored} "
+                         f"holds run {ckpt['name']!r} epoch {ckpt['epoch']}; rerun rule select_epoch_mnist")
     meta = io.read_meta(data_dir)
     test_x, test_y = _read_split(data_dir, "test")
     train_x, train_y = _read_split(data_dir, "train")
-    c, h, w = netG.image_shape
-    if tuple(test_x.shape[1:]) != (h, w, c):
-        raise ValueError(f"{data_dir}: images are {tuple(test_x.shape[1:])} (H, W, C) but the generator in "
-                         f"{model_path} makes {(h, w, c)}")
+    _check_shape(netG, test_x, data_dir, scored)
     _, val_idx = validation_split(len(train_x), eval_cfg["validation_size"], eval_cfg["split_seed"])
     val_idx = np.sort(val_idx)
     query = np.concatenate([_to_unit(test_x), _to_unit(train_x[val_idx])])  # (n_test + n_val, D)
     n_test = len(test_x)
-    labels = balanced_labels(int(n_samples), netG.n_classes, eval_cfg["seed"])  # (n_samples,)
     log.info("1-NN on %d generated samples of %s (epoch %s): %d test + %d validation queries, %s search on %s",
              n_samples, ckpt["name"], ckpt["epoch"], n_test, len(val_idx), search, device)
-    chunks = _generated_chunks(netG, labels, z_dist=models.z_dist(ckpt["run"]), seed=eval_cfg["seed"],
-                               batch_size=int(ckpt["run"]["batch_size"]), chunk=int(eval_cfg["chunk"]),
-                               device=device, precision=common.get("precision", "fp32"))
-    res = nn_search_stream(query, chunks, device, search=search)
-    if res.stats["n_reference"] != n_samples:
-        raise RuntimeError(f"generated {res.stats['n_reference']} samples, expected {n_samples}")
+    res = _search_generated(netG, ckpt, int(n_samples), query, eval_cfg, device, search,
+                            common.get("precision", "fp32"))
     log.info("search stats: %s", res.stats)
     dist = res.dist
     out = {
@@ -522,10 +619,15 @@ def evaluate_generated(model_path: io.PathLike, data_dir: io.PathLike, n_samples
         "mean_nn_distance": float(dist[:n_test].mean()),
         "validation_mean_nn_distance": float(dist[n_test:].mean()),
         "n_test": n_test, "n_validation": int(len(val_idx)),
-        "epoch": int(ckpt["epoch"]), "seed": int(eval_cfg["seed"]), "stand_in": meta.get("stand_in"),
+        "epoch": int(ckpt["epoch"]),
+        "epochs_trained": int(sel["epochs_trained"]) if sel else int(ckpt["epoch"]),
+        "train_time_s": sel.get("train_time_s") if sel else None,
+        "selection": None if sel is None else {"path": str(selection), "criterion": sel["criterion"],
+                                               "n_samples": sel["n_samples"]},
+        "seed": int(eval_cfg["seed"]), "train_seed": ckpt["run"].get("seed"), "stand_in": meta.get("stand_in"),
         "provenance": io.provenance(config={"mnist_eval": eval_cfg, "n_samples": int(n_samples), "column": column,
                                             "common": common, "run": ckpt["run"]},
-                                    seed=int(eval_cfg["seed"]), inputs={"model": model_path, "data": data_dir},
+                                    seed=int(eval_cfg["seed"]), inputs={"model": scored, "data": data_dir},
                                     started=t0, extra={"nn_search": res.stats}),
     }
     io.write_json(out_path, out)

@@ -47,6 +47,7 @@ TABLE1_ROWS = (
     "DCGAN (ours) + L2-SVM",
 )
 TABLE1_DCGAN = "DCGAN (ours) + L2-SVM"
+TABLE1_KMEANS = "1 Layer K-means"  # the baseline row this pipeline also measures (dcgan_repro.kmeans)
 _T1 = {  # row: (accuracy, accuracy 400 per class, its ±, max # of feature units)
     "1 Layer K-means": (80.6, 63.7, 0.7, 4800),
     "3 Layer K-means Learned RF": (82.0, 70.7, 0.7, 3200),

@@ -40,7 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from dcgan_repro import io, models, runtime
+from dcgan_repro import features, io, models, runtime
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +63,355 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("svm_cifar10_400pc", "cifar10", "imagenet32", "cifar10_labels_per_class",
              "Table 1: CIFAR-10, 400 labels per class"),
     Protocol("svm_cifar10_all", "cifar10", "imagenet32", None, "Table 1: CIFAR-10, all training labels"),
+    # Table 1's "1 Layer K-means" row, measured: the same protocols on K-means features (dcgan_repro.kmeans)
+    Protocol("svm_cifar10_kmeans_400pc", "cifar10", "kmeans", "cifar10_labels_per_class",
+             "Table 1: 1 Layer K-means baseline, CIFAR-10, 400 labels per class"),
+    Protocol("svm_cifar10_kmeans_all", "cifar10", "kmeans", None,
+             "Table 1: 1 Layer K-means baseline, CIFAR-10, all training labels"),
 ]}
 
 LinearModel = tuple[np.ndarray, np.ndarray]  # (W (K, F) float32, b (K,) float32); predict argmax(X W^T + b)
 
 
-# --- the solver (the one swappable piece) ----------------------------------------------------------
+# --- the solver ------------------------------------------------------------------------------------
+#
+# Why a hand-written solver: liblinear (LinearSVC) copies X to float64 and again into its own sparse rows
+# (~24 bytes per feature value): 50,000 x 28,672 needs ~32 GiB, more than a 24 GB machine has. The solver
+# below minimises exactly LinearSVC's objective (so LinearSVC stays the reference, svm.solver: liblinear) but
+# only ever reads row chunks of X (a memory map is never copied), solves all one-vs-rest problems in the same
+# pass over X and runs on a GPU when one is configured. benchmarks/bench_svm.py measures memory, time, parity.
+
+SOLVER_TOL = 1e-4  # LinearSVC / liblinear default ``tol``; see fit_l2svm for the criterion it sets
+SOLVERS = ("torch", "liblinear")
+SOLVER_NAMES = {  # as recorded in the result JSON
+    "torch": "dcgan_repro.svm TRON (LinearSVC's objective: squared hinge, one-vs-rest, L2, regularised intercept)",
+    "liblinear": "sklearn.svm.LinearSVC (liblinear; squared hinge, one-vs-rest, L2, intercept)",
+}
+_TRON_ETA = (1e-4, 0.25, 0.75)  # liblinear tron.cpp: step acceptance / trust-region update thresholds
+_TRON_SIGMA = (0.25, 0.5, 4.0)  # liblinear tron.cpp: trust-region shrink / grow factors
+_TRON_EPS_CG = 0.1  # liblinear: relative accuracy of each truncated-CG Newton step
+_TRON_ALPHA_PCG = 0.01  # liblinear: diagonal preconditioner M = (1 - a) I + a diag(H)
+_F32_OBJECTIVE_NOISE = 1e-6  # relative size of objective differences lost to float32 products of X
+HESSIAN_CACHE_BYTES = 4 << 30  # largest compact copy of the margin rows (bf16 50,000 x 28,672 = 2.9 GB fits)
 
 
-def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_iter: int = 1000,
-              seed: int = 0) -> LinearModel:
-    """One-vs-rest L2-SVM (squared hinge, L2 penalty, intercept): ``sklearn.svm.LinearSVC(C=C)``, as the code.
+def _chunk_rows(n_features: int, device: torch.device) -> int:
+    """Rows per streamed chunk: ~16 MB of float32 on CPU (stays in cache for the two matmuls of a
+    Hessian-vector product), ~1 GB on GPU."""
+    target = (1 << 30) if device.type == "cuda" else (16 << 20)
+    return max(16, target // (4 * max(n_features, 1)))
 
-    ``X``: (N, F) features, ``y``: (N,) labels in [0, n_classes). Returns ``(W, b)`` with one row per class
-    (W (n_classes, F), b (n_classes,)); a class absent from ``y`` gets W = 0, b = -inf (never predicted).
-    liblinear keeps a float64 copy of ``X`` plus its own sparse copy (~3x the float32 size): fine for the
-    labelled draws, too big for 50,000 x 28,672 (a GPU solver is to replace it there).
+
+class _SquaredHingeOvR:
+    """Objectives of K one-vs-rest L2-SVMs sharing one X, evaluated in row chunks of X.
+
+    For class k (labels y_ik = +1 if y_i = k else -1) and the augmented weights w_k = [v_k, b_k] (intercept =
+    weight of a constant feature 1, regularised like the others: liblinear with intercept_scaling = 1):
+        f_k(w_k) = 0.5 ||w_k||^2 + C sum_i max(0, 1 - y_ik (x_i . v_k + b_k))^2.
+    All K problems are the rows of one (K, F+1) float64 matrix. The objective and gradient read X in its own
+    dtype (float32 features: float32 products, each chunk's partial sums added up in float64): they decide
+    convergence and every step's acceptance, so they are exact to float32 rounding.
+
+    Hessian-vector products (the CG inner loop, most of the passes) only involve the rows inside some class's
+    margin. After every accepted step those rows are copied once into a compact cache in ``hess_dtype``
+    (bfloat16 by default: half the memory traffic of float32 and ~2.5x faster matmuls on CPUs with AVX512-BF16;
+    a Newton step is only solved to 10% anyway) when it fits in ``hess_cache_bytes``; otherwise the products
+    stream X like the gradient does.
     """
+
+    def __init__(self, X: np.ndarray | torch.Tensor, y: np.ndarray, classes: np.ndarray, C: float,
+                 device: torch.device, hess_dtype: torch.dtype | None, hess_cache_bytes: int):
+        self.X, self.C, self.device = X, float(C), device
+        self.N, self.F = X.shape
+        self.dtype = torch.float64 if X.dtype in (np.float64, torch.float64) else torch.float32
+        self.hess_dtype = hess_dtype or self.dtype
+        self.hess_cache_bytes = hess_cache_bytes
+        yt = torch.as_tensor(np.asarray(y), device=device)
+        ct = torch.as_tensor(np.asarray(classes), device=device)
+        self.Y = torch.where(yt[:, None] == ct[None, :], 1.0, -1.0).to(torch.float64)  # (N, K) +-1
+        self.rows = _chunk_rows(self.F, device)
+        self.cache_rows = max(self.rows, (64 << 20) // (2 * max(self.F, 1)))  # in-memory cache: bigger blocks
+        self.g0: torch.Tensor | None = None  # gradient norms at w = 0 (K,), from the first pass
+        self.passes = 0.0  # reads of X so far, in units of full passes (the cost measure)
+        if device.type == "cuda" and not isinstance(X, torch.Tensor):
+            # a GPU with room for X keeps it (5.7 GB at paper scale on a 40-80 GB card): one host transfer
+            free, _ = torch.cuda.mem_get_info(device)
+            if X.shape[0] * X.shape[1] * (8 if self.dtype == torch.float64 else 4) < 0.5 * free:
+                resident = torch.empty(X.shape, dtype=self.dtype, device=device)
+                for start, xc in self.chunks():  # still reading the host array
+                    resident[start:start + len(xc)] = xc
+                self.X, self.passes = resident, 0.0
+        self.cache: torch.Tensor | None = None  # (n_active, F) hess_dtype: rows active in some class
+        self.cache_active: torch.Tensor | None = None  # (n_active, K) bool, or (N, K) when streaming
+
+    def chunks(self):
+        """Yield (start, x_c) with x_c a (n_c, F) tensor on the device; a CPU memmap is viewed, never copied."""
+        self.passes += 1
+        for start in range(0, self.N, self.rows):
+            xc = self.X[start:start + self.rows]
+            if not isinstance(xc, torch.Tensor):
+                with warnings.catch_warnings():  # read-only memmap: torch warns, we never write to it
+                    warnings.simplefilter("ignore", UserWarning)
+                    xc = torch.from_numpy(np.ascontiguousarray(xc))
+            yield start, xc.to(self.device, self.dtype, non_blocking=True)
+
+    def fun_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One pass: objective f (K,), gradient (K, F+1), active set (N, K) bool (rows inside the margin) and
+        the gradient norm at w = 0 (K,) (liblinear's reference for the stopping rule)."""
+        C, K = self.C, W.shape[0]
+        v, b = W[:, :-1].to(self.dtype), W[:, -1]  # (K, F), (K,)
+        f = 0.5 * (W * W).sum(1)  # (K,)
+        first = self.g0 is None  # the first pass also gets X_aug^T Y (the gradient at w = 0)
+        g = torch.zeros((2 if first else 1) * K, self.F + 1, dtype=torch.float64, device=self.device)
+        active = torch.empty(self.N, K, dtype=torch.bool, device=self.device)
+        for start, xc in self.chunks():
+            yc = self.Y[start:start + len(xc)]  # (n, K)
+            z = (xc @ v.T).double() + b  # (n, K) decision values
+            act = yc * z < 1  # (n, K) rows inside the margin
+            r = torch.where(act, z - yc, 0.0)  # (n, K) = d loss / d z / (2C)
+            f += C * r.square().sum(0)  # (1 - y z)^2 = (z - y)^2 since y^2 = 1
+            rt = (torch.cat([r, -yc], 1) if first else r).T  # (K or 2K, n)
+            g[:, :-1] += (rt.to(self.dtype) @ xc).double()  # (K or 2K, F)
+            g[:, -1] += rt.sum(1)
+            active[start:start + len(xc)] = act
+        if first:
+            self.g0 = 2 * C * g[K:].norm(dim=1)
+        return f, W + 2 * C * g[:K], active, self.g0
+
+    def set_active(self, active: torch.Tensor) -> torch.Tensor:
+        """Fix the active set of the Hessian (the accepted point's); cache its rows; return liblinear's
+        diagonal preconditioner (1 - a) + a diag(H) (K, F+1)."""
+        K = active.shape[1]
+        rows = active.any(1).nonzero().squeeze(1)  # (n_active,)
+        self.cache = None
+        diag = torch.zeros(K, self.F + 1, dtype=torch.float64, device=self.device)
+        if len(rows) * self.F * self.hess_dtype.itemsize <= self.hess_cache_bytes:
+            self.cache = torch.empty(len(rows), self.F, dtype=self.hess_dtype, device=self.device)
+            self.cache_active = active[rows]  # (n_active, K)
+            bounds = torch.searchsorted(rows, torch.arange(0, self.N + self.rows, self.rows, device=self.device))
+            for i, (start, xc) in enumerate(self.chunks()):
+                lo, hi = int(bounds[i]), int(bounds[i + 1])
+                if hi - lo == len(xc):  # every row of the chunk is active: one converting copy
+                    self.cache[lo:hi].copy_(xc)
+                elif hi > lo:
+                    self.cache[lo:hi].copy_(xc[rows[lo:hi] - start])
+            self.passes -= 1 - len(rows) / max(self.N, 1)  # only the active rows were read
+            for start in range(0, len(rows), self.cache_rows):
+                xc = self.cache[start:start + self.cache_rows]
+                act = self.cache_active[start:start + self.cache_rows]
+                diag[:, :-1] += (act.T.to(xc.dtype) @ xc.square()).double()  # (K, F)
+                diag[:, -1] += act.sum(0).double()
+        else:
+            self.cache_active = active
+            for start, xc in self.chunks():
+                act = active[start:start + len(xc)]
+                diag[:, :-1] += (act.T.to(xc.dtype) @ xc.square()).double()
+                diag[:, -1] += act.sum(0).double()
+        return (1 - _TRON_ALPHA_PCG) + _TRON_ALPHA_PCG * (1 + 2 * self.C * diag)
+
+    def hess_vec(self, V: torch.Tensor) -> torch.Tensor:
+        """(Generalised) Hessian times V for every class: V + 2C (active * (V X_aug^T)) X_aug, on the active rows."""
+        out = torch.zeros_like(V)
+        if self.cache is not None:
+            u, c = V[:, :-1].to(self.hess_dtype), V[:, -1]  # (K, F), (K,)
+            self.passes += len(self.cache) / max(self.N, 1)
+            source = ((s, self.cache[s:s + self.cache_rows]) for s in range(0, len(self.cache), self.cache_rows))
+        else:
+            u, c = V[:, :-1].to(self.dtype), V[:, -1]
+            source = self.chunks()
+        for start, xc in source:
+            t = torch.where(self.cache_active[start:start + len(xc)], (xc @ u.T).double() + c, 0.0).T  # (K, n)
+            out[:, :-1] += (t.to(xc.dtype) @ xc).double()  # (K, F)
+            out[:, -1] += t.sum(1)
+        return V + 2 * self.C * out
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(1, keepdim=True)  # row-wise: (K, P) x (K, P) -> (K, 1)
+
+
+def _trpcg(obj: _SquaredHingeOvR, delta: torch.Tensor, g: torch.Tensor, M: torch.Tensor,
+           run: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """liblinear's preconditioned truncated CG for the trust-region step, for the classes in ``run`` at once.
+
+    Solves H s = -g within ||s||_M <= delta; stops a class on the boundary, on negative curvature, or when the
+    quadratic model stops improving (liblinear's Q-based rule). Vectors are (K, P), scalars (K, 1). Returns
+    (s, r = -g - H s, reached boundary, CG iterations = Hessian-vector passes)."""
+    run = run.clone()
+    s, r = torch.zeros_like(g), -g
+    z = r / M
+    d = z.clone()
+    zTr = _dot(z, r)
+    cgtol = torch.clamp(zTr.sqrt().sqrt(), max=_TRON_EPS_CG)
+    Q = torch.zeros_like(zTr)
+    boundary = torch.zeros_like(run)
+    it = 0
+    while bool(run.any()) and it < max(g.shape[1], 5):
+        it += 1
+        Hd = obj.hess_vec(d)
+        dHd = _dot(d, Hd)
+        run &= dHd > 1e-16
+        alpha = torch.where(run, zTr / dHd.clamp(min=1e-300), 0.0)
+        s_new, r_new = s + alpha * d, r - alpha * Hd
+        hit = run & (_dot(s_new * M, s_new).sqrt() > delta)
+        if bool(hit.any()):  # step to the boundary along d from the previous s: ||s + tau d||_M = delta
+            sMd, sMs, dMd = _dot(s * M, d), _dot(s * M, s), _dot(d * M, d)
+            rad = (sMd.square() + dMd * (delta.square() - sMs)).clamp(min=0).sqrt()
+            tau = torch.where(sMd >= 0, (delta.square() - sMs) / (sMd + rad).clamp(min=1e-300),
+                              (rad - sMd) / dMd.clamp(min=1e-300))
+            s_new = torch.where(hit, s + tau * d, s_new)
+            r_new = torch.where(hit, r - tau * Hd, r_new)
+        s, r = torch.where(run, s_new, s), torch.where(run, r_new, r)
+        boundary |= hit
+        run &= ~hit
+        newQ = -0.5 * (_dot(s, r) - _dot(s, g))
+        Qdiff = newQ - Q
+        improving = (newQ <= 0) & (Qdiff <= 0)
+        run &= improving & (it * Qdiff < cgtol * newQ)
+        Q = torch.where(run, newQ, Q)
+        z = r / M
+        znew = _dot(z, r)
+        d = torch.where(run, z + (znew / zTr.clamp(min=1e-300)) * d, d)
+        zTr = torch.where(run, znew, zTr)
+    return s, r, boundary, it
+
+
+def _tron(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter: int) -> dict[str, Any]:
+    """liblinear's trust-region Newton method (TRON, Lin, Weng & Keerthi 2008), all classes in lock-step.
+
+    ``W`` (K, F+1). Each class keeps its own trust region and stops when ||grad_k|| <= tol_k ||grad_k(0)||.
+    Returns the weights and a summary (iterations, passes over X, gradient ratios, convergence)."""
+    eta0, eta1, eta2 = _TRON_ETA
+    sigma1, sigma2, sigma3 = _TRON_SIGMA
+    tol_k = tol_k.view(-1, 1)
+    f, g, active, g0 = obj.fun_grad(W)
+    f, g0 = f.view(-1, 1), g0.view(-1, 1)
+    M = obj.set_active(active)
+    gnorm = g.norm(dim=1, keepdim=True)
+    done = gnorm <= tol_k * g0
+    converged = done.clone()
+    delta = _dot(g * M, g).sqrt()
+    it = cg_total = 0
+    first = True
+    while not bool(done.all()) and it < max_iter:
+        it += 1
+        s, r, boundary, cg_it = _trpcg(obj, delta, g, M, ~done)
+        cg_total += cg_it
+        W_new = W + s
+        gs = _dot(g, s)
+        prered = -0.5 * (gs - _dot(s, r))
+        f_new, g_new, active_new, _ = obj.fun_grad(W_new)
+        f_new = f_new.view(-1, 1)
+        actred = f - f_new
+        sMnorm = _dot(s * M, s).sqrt()
+        if first:
+            delta, first = torch.minimum(delta, sMnorm), False
+        curv = f_new - f - gs
+        alpha = torch.where(curv <= 0, sigma3, torch.clamp(-0.5 * gs / curv.clamp(min=1e-300), min=sigma1))
+        grow = torch.where(boundary, sigma3 * delta,
+                           torch.maximum(delta, torch.minimum(alpha * sMnorm, sigma3 * delta)))
+        delta_new = torch.where(
+            actred < eta0 * prered, torch.minimum(alpha * sMnorm, sigma2 * delta),
+            torch.where(actred < eta1 * prered,
+                        torch.maximum(sigma1 * delta, torch.minimum(alpha * sMnorm, sigma2 * delta)),
+                        torch.where(actred < eta2 * prered,
+                                    torch.maximum(sigma1 * delta, torch.minimum(alpha * sMnorm, sigma3 * delta)),
+                                    grow)))
+        # Near the optimum the decrease falls below the rounding of a float32 objective (~1e-7 f) while the
+        # gradient is still measurable: a step whose predicted decrease is at that level is accepted when it
+        # lowers the gradient norm (liblinear, in float64, never meets this), keeping the trust region.
+        at_noise = ~(actred > eta0 * prered) & (prered.abs() <= _F32_OBJECTIVE_NOISE * f.abs()) & (
+            g_new.norm(dim=1, keepdim=True) < g.norm(dim=1, keepdim=True))
+        delta = torch.where(done | at_noise, delta, delta_new)
+        accept = ~done & ((actred > eta0 * prered) | at_noise)
+        W = torch.where(accept, W_new, W)
+        f, g = torch.where(accept, f_new, f), torch.where(accept, g_new, g)
+        active = torch.where(accept.view(1, -1), active_new, active)
+        gnorm = g.norm(dim=1, keepdim=True)
+        newly = accept & (gnorm <= tol_k * g0)
+        converged |= newly
+        # liblinear's other exits: no predicted decrease, or changes at rounding level
+        stalled = ~done & ((prered <= 0) | ((actred.abs() <= 1e-12 * f.abs()) & (prered.abs() <= 1e-12 * f.abs())))
+        done |= newly | stalled
+        if bool(accept.any()) and not bool(done.all()):
+            M = obj.set_active(active)
+        log.debug("TRON it %d: %d CG steps, |g|/|g0| max %.2e, %d/%d classes done", it, cg_it,
+                  float((gnorm / g0).max()), int(done.sum()), len(done))
+    return {"W": W, "iterations": it, "cg_steps": cg_total, "passes": obj.passes, "f": f.view(-1),
+            "grad_ratio": (gnorm / g0).view(-1), "tol": tol_k.view(-1), "converged": converged.view(-1)}
+
+
+def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_iter: int = 1000, seed: int = 0,
+              solver: str = "torch", tol: float = SOLVER_TOL, device: torch.device | str = "cpu",
+              init: LinearModel | None = None, hessian_dtype: torch.dtype | None = torch.bfloat16,
+              hessian_cache_bytes: int = HESSIAN_CACHE_BYTES, info: dict | None = None) -> LinearModel:
+    """One-vs-rest L2-SVM (squared hinge, L2 penalty, regularised intercept): LinearSVC(C=C)'s objective.
+
+    ``X``: (N, F) features (a read-only memmap is fine: it is read in row chunks, never copied), ``y``: (N,)
+    labels in [0, n_classes). Returns ``(W, b)`` with one row per class (W (n_classes, F) float32, b (n_classes,));
+    a class absent from ``y`` gets W = 0, b = -inf (never predicted).
+
+    ``solver="torch"`` (default): trust-region Newton-CG as liblinear's primal solver, all classes together,
+    on ``device``. Convergence: class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N *
+    ||grad f_k(0)|| (liblinear's primal rule with LinearSVC's tol = 1e-4), or after ``max_iter`` Newton
+    iterations (then a warning). ``init``: a model to start from (warm start along a C grid, same classes).
+    ``hessian_dtype``: precision of the Hessian-vector products inside CG (bfloat16 default; None = X's own
+    dtype, i.e. exactly liblinear's method); the objective and gradient, hence the stopping rule and the
+    solution, are always float32-exact. ``hessian_cache_bytes``: largest compact copy of the margin rows kept for
+    them (bigger: products stream X). Memory: X is never copied; the cache, plus O(N K + F K) float64.
+    ``info`` (a dict) receives iterations, passes over X, objective values and wall time.
+    ``solver="liblinear"``: ``sklearn.svm.LinearSVC(C=C, max_iter=max_iter, random_state=seed)``, the
+    reference; it copies X (~24 bytes per value) and is refused when that cannot fit in memory.
+    ``seed`` only matters to liblinear (the torch solver is deterministic).
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"svm.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if not (C > 0 and math.isfinite(C)):
+        raise ValueError(f"C must be a positive finite number, got {C!r}")
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"expected X (N, F) and y (N,), got {X.shape} and {np.shape(y)}")
+    y = np.asarray(y)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(f"the SVM needs labels of at least two classes, got only {classes.tolist()}")
+    if classes[0] < 0 or classes[-1] >= n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes}), got {classes.min()}..{classes.max()}")
+    t0 = time.time()
+    if solver == "liblinear":
+        coef, icpt = _fit_liblinear(X, y, C, max_iter, seed)
+    else:
+        device = torch.device(device)
+        W0 = torch.zeros(len(classes), X.shape[1] + 1, dtype=torch.float64, device=device)  # (K, F+1)
+        if init is not None:
+            W0[:, :-1] = torch.as_tensor(np.asarray(init[0], np.float64)[classes], device=device)
+            W0[:, -1] = torch.as_tensor(np.nan_to_num(np.asarray(init[1], np.float64)[classes], neginf=0.0),
+                                        device=device)
+        obj = _SquaredHingeOvR(X, y, classes, C, device, hessian_dtype, hessian_cache_bytes)
+        n_pos = torch.as_tensor(np.bincount(np.searchsorted(classes, y), minlength=len(classes)), device=device)
+        tol_k = tol * torch.clamp(torch.minimum(n_pos, len(y) - n_pos), min=1).double() / len(y)
+        res = _tron(obj, W0, tol_k, max_iter)
+        if not bool(res["converged"].all()):
+            why = (f"svm.max_iter = {max_iter} Newton iterations" if res["iterations"] >= max_iter else
+                   f"no further progress at float32 precision after {res['iterations']} Newton iterations")
+            log.warning("L2-SVM (C=%g, N=%d, F=%d) stopped before its stopping rule (tol %g): %s; the worst "
+                        "class's gradient is %.1fx its target", C, *X.shape, tol, why,
+                        float((res["grad_ratio"] / res["tol"]).max()))
+        Wk = res["W"].cpu().numpy()  # (K, F+1)
+        coef, icpt = Wk[:, :-1], Wk[:, -1]
+        if info is not None:
+            info.update(iterations=res["iterations"], cg_steps=res["cg_steps"], passes=res["passes"],
+                        objective=res["f"].cpu().numpy(), converged=bool(res["converged"].all()))
+    W = np.zeros((n_classes, X.shape[1]), np.float32)  # (K, F)
+    b = np.full(n_classes, -np.inf, np.float32)  # (K,)
+    W[classes], b[classes] = coef, icpt
+    if info is not None:
+        info["seconds"] = time.time() - t0
+    log.debug("L2-SVM %s C=%g on %d x %d: %.2f s", solver, C, *X.shape, time.time() - t0)
+    return W, b
+
+
+def _fit_liblinear(X: np.ndarray, y: np.ndarray, C: float, max_iter: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The reference: LinearSVC(C) as the authors' code; (coef (K', F), intercept (K',)) for the classes of y."""
     _check_liblinear_memory(X)
     clf = LinearSVC(C=C, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
@@ -91,10 +423,22 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     coef, icpt = clf.coef_, clf.intercept_  # (K', F), (K',); K' = 1 for two classes
     if len(clf.classes_) == 2:
         coef, icpt = np.concatenate([-coef, coef]), np.concatenate([-icpt, icpt])  # (2, F), (2,)
-    W = np.zeros((n_classes, X.shape[1]), np.float32)  # (K, F)
-    b = np.full(n_classes, -np.inf, np.float32)  # (K,)
-    W[clf.classes_], b[clf.classes_] = coef, icpt
-    return W, b
+    return coef, icpt
+
+
+def l2svm_objective(X: np.ndarray, y: np.ndarray, C: float, model: LinearModel) -> np.ndarray:
+    """LinearSVC's primal objective of each present class's one-vs-rest problem (float64, (K_present,)):
+    0.5 (||w_k||^2 + b_k^2) + C sum_i max(0, 1 - y_ik (x_i . w_k + b_k))^2."""
+    W, b = model
+    y = np.asarray(y)
+    classes = np.unique(y)
+    W, b = np.asarray(W, np.float64)[classes], np.asarray(b, np.float64)[classes]  # (K, F), (K,)
+    loss = np.zeros(len(classes))
+    for start in range(0, len(y), SCORE_BLOCK_ROWS):  # streamed: X may be a memmap
+        Y = np.where(y[start:start + SCORE_BLOCK_ROWS, None] == classes[None, :], 1.0, -1.0)  # (B, K)
+        xb = np.asarray(X[start:start + SCORE_BLOCK_ROWS], np.float64)  # (B, F)
+        loss += (np.maximum(0.0, 1 - Y * (xb @ W.T + b)) ** 2).sum(0)
+    return 0.5 * ((W * W).sum(1) + b * b) + C * loss
 
 
 def _check_liblinear_memory(X: np.ndarray) -> None:
@@ -179,21 +523,82 @@ def _open_features(path: io.PathLike, n_rows: int) -> np.ndarray:
     return x
 
 
-def _rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.asarray(X[np.sort(idx)], np.float32)  # sorted: memmap reads in file order
+ROWS_IN_MEMORY_BYTES = 1 << 30  # label draws up to this size are copied into memory; bigger ones are row views
+
+
+class _RowSubset:
+    """Rows ``idx`` (sorted) of a memory-mapped (N, F) array, read chunk by chunk on slicing (never copied whole).
+
+    Supports what the solver and the scorer use: ``len``, ``shape``, ``dtype``, ``ndim`` and ``[start:stop]``.
+    """
+
+    def __init__(self, X: np.ndarray, idx: np.ndarray):
+        self.X, self.idx = X, np.sort(idx)
+        self.shape, self.dtype, self.ndim = (len(self.idx), X.shape[1]), X.dtype, 2
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice):
+            raise TypeError("_RowSubset supports slices only")
+        return np.asarray(self.X[self.idx[key]])  # (n, F): this chunk's rows, in file order
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # liblinear needs the rows in memory anyway
+        return np.asarray(self.X[self.idx], dtype)
+
+
+def _rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray | _RowSubset:
+    """Rows ``idx`` of the feature memmap: all of it as is, a small draw copied (sorted: read in file order),
+    a big one as a chunk-reading view (the 45,000-image pool of CIFAR-10 would be 5 GB)."""
+    if len(idx) == len(X) and np.array_equal(np.sort(idx), np.arange(len(X))):
+        return X
+    if len(idx) * X.shape[1] * 4 <= ROWS_IN_MEMORY_BYTES:
+        return np.asarray(X[np.sort(idx)], np.float32)
+    return _RowSubset(X, idx)
 
 
 def _fit_draws(Xtr: np.ndarray, ytr: np.ndarray, draws: Sequence[np.ndarray], cs: Sequence[float], n_classes: int,
-               cfg: dict) -> list[list[LinearModel]]:
-    """models[i][j]: C = cs[i] fitted on draw j (each draw's rows are read once for every C)."""
-    models: list[list[LinearModel]] = [[] for _ in cs]
+               cfg: dict, device: torch.device | str = "cpu") -> list[list[LinearModel]]:
+    """models[i][j]: C = cs[i] fitted on draw j. Each draw's rows are read once for every C; with the torch
+    solver the C values are fitted in increasing order, each starting from the previous solution (warm start)."""
+    models: list[list[LinearModel] | None] = [[None] * len(draws) for _ in cs]
+    solver = cfg.get("solver", "torch")
+    order = np.argsort(cs, kind="stable")  # increasing C
     for j, idx in enumerate(draws):
-        X = _rows(Xtr, idx)  # (n_draw, F)
-        for i, c in enumerate(cs):
-            models[i].append(fit_l2svm(X, ytr[idx], c, n_classes=n_classes, max_iter=cfg["max_iter"],
-                                       seed=cfg["seed"]))
-        log.info("draw %d/%d fitted (%d labels, %d values of C)", j + 1, len(draws), len(idx), len(cs))
+        idx = np.sort(idx)
+        X, y = _rows(Xtr, idx), ytr[idx]
+        prev: LinearModel | None = None
+        t0 = time.time()
+        for i in order:
+            info: dict = {}
+            prev = models[i][j] = fit_l2svm(X, y, cs[i], n_classes=n_classes, max_iter=cfg["max_iter"],
+                                            seed=cfg["seed"], solver=solver, device=device,
+                                            init=prev if solver == "torch" else None, info=info)
+            if "passes" in info:
+                log.debug("C=%g: %d Newton iterations, %.0f passes over X, %.1f s", cs[i], info["iterations"],
+                          info["passes"], info["seconds"])
+        log.info("draw %d/%d fitted (%d labels, %d values of C, %s) in %.1f s", j + 1, len(draws), len(idx),
+                 len(cs), solver, time.time() - t0)
     return models
+
+
+def check_c_grid(c_grid: Sequence[float]) -> list[float]:
+    """The C values of config ``svm.c_grid`` as floats; an error naming the setting unless they are distinct,
+    positive and finite (at least one)."""
+    cs = [float(c) for c in c_grid]
+    bad = [c for c in cs if not (c > 0 and math.isfinite(c))]
+    if not cs or bad or len(set(cs)) != len(cs):
+        raise ValueError(f"svm.c_grid = {list(c_grid)}: needs one or more distinct positive finite values of C "
+                         f"(the authors' grid: 1e-4 ... 1e-2)" + (f"; not allowed: {bad}" if bad else ""))
+    return cs
+
+
+def model_feature_dim(run: dict, pool: int = 4) -> int:
+    """Length of the Sec. 5.1 feature vector of the discriminator that run config ``run`` builds (no weights
+    needed): 28,672 for the ImageNet D at ndf=128, 7,168 for the SVHN D at ndf=64."""
+    _, netD = models.build_models(run)
+    return features.feature_dim(netD, pool)
 
 
 def _labels(data_dir: io.PathLike, split: str) -> np.ndarray:
@@ -204,11 +609,14 @@ def _labels(data_dir: io.PathLike, split: str) -> np.ndarray:
 
 
 def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLike,
-                  data_dir: io.PathLike, svm_cfg: dict, out_path: io.PathLike, common: dict) -> dict[str, Any]:
+                  data_dir: io.PathLike, svm_cfg: dict, out_path: io.PathLike, common: dict,
+                  feature_model: dict | None = None, feature_pool: int = 4) -> dict[str, Any]:
     """Rule ``fit_svm``: run one protocol of :data:`PROTOCOLS`, write its JSON (docs/CONTRACTS.md) and return it.
 
     ``svm_cfg`` is config ``svm``; ``data_dir`` the labelled dataset whose train/test splits the feature files'
-    rows describe (labels and ``stand_in`` are read from it).
+    rows describe (labels and ``stand_in`` are read from it). ``feature_model``: the run config of the D the
+    features should come from (with ``feature_pool``, config ``features.pool``): feature files of another length are
+    refused before anything is fitted. The solver (config ``svm.solver``) runs on ``common["device"]``.
     """
     t0 = time.time()
     if protocol not in PROTOCOLS:
@@ -221,9 +629,20 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
     ytr, yte = _labels(data_dir, "train"), _labels(data_dir, "test")
     n_classes = int(meta.get("n_classes") or int(max(ytr.max(), yte.max())) + 1)
     class_names = meta.get("class_names")
+    cs = check_c_grid(svm_cfg["c_grid"])
+    solver = svm_cfg.get("solver", "torch")
+    if solver not in SOLVERS:
+        raise ValueError(f"svm.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    device = runtime.resolve_device(common.get("device", "cpu")) if solver == "torch" else torch.device("cpu")
     Xtr = _open_features(train_feats_path, len(ytr))
     dim = Xtr.shape[1]
-    cs = [float(c) for c in svm_cfg["c_grid"]]
+    if feature_model is not None:
+        want = model_feature_dim(feature_model, feature_pool)
+        if dim != want:
+            raise ValueError(f"feature file {train_feats_path} has {dim} dimensions but the {proto.features_run!r} "
+                             f"discriminator (runs.{proto.features_run}: model {feature_model.get('model')!r}, "
+                             f"ndf {feature_model.get('ndf')}) with features.pool = {feature_pool} gives {want}: "
+                             "it was extracted with another model or pool size; re-run extract_features")
     val, pool = split_train_validation(len(ytr), svm_cfg["validation_size"], svm_cfg["seed"])
     Xva = _rows(Xtr, val)  # (n_val, F): held in memory, scored for every model
     select_rng, final_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(svm_cfg["seed"]).spawn(2))
@@ -238,7 +657,7 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
         sel = [draw_labelled(pools, lpc, select_rng) for _ in range(svm_cfg["selection_draws"])]
     else:
         sel = [pool]
-    models = _fit_draws(Xtr, ytr, sel, cs, n_classes, svm_cfg)
+    models = _fit_draws(Xtr, ytr, sel, cs, n_classes, svm_cfg, device)
     val_err = error_pct(Xva, ytr[val], [m for per_c in models for m in per_c]).reshape(len(cs), len(sel))
     mean_val = val_err.mean(1)
     best = int(np.argmin(mean_val))  # ties: the smaller C (grid order)
@@ -255,7 +674,7 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
         final = [draw_labelled(pools, lpc, final_rng) for _ in range(svm_cfg["final_draws"])]
     else:
         final = [np.arange(len(ytr))]  # all training images, validation included (paper: all 50,000)
-    final_models = _fit_draws(Xtr, ytr, final, [C], n_classes, svm_cfg)[0]
+    final_models = _fit_draws(Xtr, ytr, final, [C], n_classes, svm_cfg, device)[0]
     Xte = _open_features(test_feats_path, len(yte))
     if Xte.shape[1] != dim:
         raise ValueError(f"feature files {train_feats_path} ({dim} dims) and {test_feats_path} ({Xte.shape[1]} "
@@ -277,7 +696,7 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
         "draws": len(test_err),
         "stand_in": meta.get("stand_in"),
         "paper": proto.paper,
-        "solver": "sklearn.svm.LinearSVC (liblinear; squared hinge, one-vs-rest, L2, intercept)",
+        "solver": SOLVER_NAMES[solver],
         "n_validation": len(val),
         "n_labelled_pool": len(pool),
         "n_test": len(yte),

@@ -30,8 +30,10 @@ PathLike = str | os.PathLike
 
 COLUMNS = [
     "model", "metric", "paper", "paper_spread", "ours", "ours_spread", "difference", "unit", "kind", "note",
-    "preset", "seed", "code_version", "wall_time_s", "stand_in", "source",
+    "preset", "seed", "epoch", "epochs_trained", "train_time_s", "code_version", "wall_time_s", "stand_in", "source",
 ]
+# epoch / epochs_trained / train_time_s: for numbers from a trained generator (Table 3), the epoch scored (chosen
+# on the validation split), the epochs the run trained, and its training wall time; blank elsewhere.
 # Table-level descriptions: what each table reproduces (README and Markdown headings).
 TITLES = {
     "table1_cifar10": "Table 1: CIFAR-10 classification using DCGAN features (L2-SVM)",
@@ -42,7 +44,8 @@ WHAT = {
     "table1_cifar10": (
         "Sec. 5.1. A DCGAN is trained on ImageNet-1k 32x32 (never on CIFAR-10); the conv features of all layers "
         "of its discriminator, max-pooled to 4x4 and concatenated, feed a linear L2-SVM. Accuracy with all "
-        "training labels and with 400 labels per class (mean and spread over random label draws)."),
+        "training labels and with 400 labels per class (mean and spread over random label draws). The "
+        "'1 Layer K-means' baseline (Coates et al. 2011) is measured by this pipeline too, through the same SVM."),
     "table2_svhn": (
         "Sec. 5.2. The same feature pipeline on the D of a DCGAN trained on SVHN; L2-SVM on 1000 labels "
         "(100 per class), test error. Baseline: a purely supervised CNN with D's architecture on the same "
@@ -133,34 +136,57 @@ def measured_row(model: str, metric: str, q: paper.Quoted | None, ours: float, *
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for c in ("paper", "paper_spread", "ours", "ours_spread", "difference", "wall_time_s"):
+    for c in ("paper", "paper_spread", "ours", "ours_spread", "difference", "wall_time_s", "train_time_s"):
         df[c] = pd.to_numeric(df[c])
-    df["seed"] = pd.to_numeric(df["seed"]).astype("Int64")  # nullable: quoted rows have no seed
+    for c in ("seed", "epoch", "epochs_trained"):
+        df[c] = pd.to_numeric(df[c]).astype("Int64")  # nullable: quoted rows have none
     df["difference"] = df["difference"].round(4)
     return df
 
 
+def _table1_svm_row(model: str, col: str, rec: dict[str, Any], *, preset: str,
+                    data_stand_in: str | None) -> dict[str, Any]:
+    """A measured accuracy cell of Table 1 from one SVM result (all labels or labels per class)."""
+    q = paper.TABLE1[model, col]
+    draws = int(rec.get("draws") or 1)
+    lpc = rec.get("labels_per_class")
+    note = (f"ours: all training labels, C={rec.get('C')}" if lpc is None else
+            f"ours: {lpc} labels per class, mean and ± 1.96·std over {draws} draws, C={rec.get('C')}")
+    if col == "accuracy_400" and lpc not in (None, 400):
+        note += " (NOT the paper's 400 per class)"
+    spread = _number(rec, "test_error_ci95_pct") if draws > 1 else None
+    return measured_row(model, paper.TABLE1_COLUMN_LABELS[col], q, _number(rec, "test_accuracy_pct"),
+                        ours_spread=spread, note=note, prov=provenance_columns(rec, preset, data_stand_in))
+
+
 def table1_cifar10(all_labels: dict[str, Any], per_class: dict[str, Any], *, preset: str,
-                   data_stand_in: str | None = None) -> pd.DataFrame:
-    """Table 1 rows from ``svm_cifar10_all.json`` and ``svm_cifar10_400pc.json`` (CONTRACTS: SVM results)."""
+                   data_stand_in: str | None = None, kmeans_all: dict[str, Any] | None = None,
+                   kmeans_per_class: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Table 1 rows from ``svm_cifar10_all.json`` and ``svm_cifar10_400pc.json`` (CONTRACTS: SVM results).
+
+    With ``kmeans_all`` / ``kmeans_per_class`` (``svm_cifar10_kmeans_*.json``) the "1 Layer K-means" row is
+    measured too (its feature units = dictionary size k = feature_dim / 4, the 4 pooled quadrants).
+    """
+    measured = {(paper.TABLE1_DCGAN, "accuracy"): all_labels, (paper.TABLE1_DCGAN, "accuracy_400"): per_class}
+    if kmeans_all is not None:
+        measured[paper.TABLE1_KMEANS, "accuracy"] = kmeans_all
+    if kmeans_per_class is not None:
+        measured[paper.TABLE1_KMEANS, "accuracy_400"] = kmeans_per_class
     rows: list[dict[str, Any]] = []
     for model in paper.TABLE1_ROWS:
         for col in paper.TABLE1_COLUMNS:
             q = paper.TABLE1[model, col]
             label = paper.TABLE1_COLUMN_LABELS[col]
-            if model != paper.TABLE1_DCGAN or col == "max_feature_units":
+            if (model, col) in measured:
+                rows.append(_table1_svm_row(model, col, measured[model, col], preset=preset,
+                                            data_stand_in=data_stand_in))
+            elif model == paper.TABLE1_KMEANS and col == "max_feature_units" and (kmeans_all or kmeans_per_class):
+                rec = kmeans_all or kmeans_per_class
+                rows.append(measured_row(model, label, q, _number(rec, "feature_dim") / 4, unit="units",
+                                         note="ours: dictionary size k (features = 4 quadrants x k)",
+                                         prov=provenance_columns(rec, preset, data_stand_in)))
+            else:
                 rows.append(quoted_row(model, label, q))
-                continue
-            rec = all_labels if col == "accuracy" else per_class
-            draws = int(rec.get("draws") or 1)
-            lpc = rec.get("labels_per_class")
-            note = (f"ours: all training labels, C={rec.get('C')}" if lpc is None else
-                    f"ours: {lpc} labels per class, mean and ± 1.96·std over {draws} draws, C={rec.get('C')}")
-            if col == "accuracy_400" and lpc not in (None, 400):
-                note += " (NOT the paper's 400 per class)"
-            spread = _number(rec, "test_error_ci95_pct") if draws > 1 else None
-            rows.append(measured_row(model, label, q, _number(rec, "test_accuracy_pct"), ours_spread=spread,
-                                     note=note, prov=provenance_columns(rec, preset, data_stand_in)))
     rec = all_labels
     rows.append(measured_row(paper.TABLE1_DCGAN, "feature dimension", paper.CIFAR10_FEATURE_DIM,
                              _number(rec, "feature_dim"), note=f"D features of run '{rec.get('features')}'",
@@ -233,9 +259,16 @@ def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, p
                     rows.append(quoted_row(model, paper.TABLE3_COLUMN_LABELS[col], q))
                 continue
             n = int(rec.get("n_samples") or 0)
-            note = f"ours: {n:,} generated samples, epoch {rec.get('epoch')}, run '{rec['model']}'"
+            note = (f"ours: {n:,} generated samples, run '{rec['model']}', epoch {rec.get('epoch')}"
+                    + (" (lowest validation error among the snapshots)" if rec.get("selection") else "")
+                    + f"; validation error {rec.get('validation_error_pct')}%, "
+                    f"mean NN distance {rec.get('mean_nn_distance')}")
+            prov = provenance_columns(rec, preset, data_stand_in)
+            # seed of the number = the training run's seed (the generated set's own seed is in the result file)
+            prov.update(seed=rec.get("train_seed", prov["seed"]), epoch=rec.get("epoch"),
+                        epochs_trained=rec.get("epochs_trained"), train_time_s=rec.get("train_time_s"))
             rows.append(measured_row(model, paper.TABLE3_COLUMN_LABELS[col], q, _number(rec, "test_error_pct"),
-                                     note=note, prov=provenance_columns(rec, preset, data_stand_in)))
+                                     note=note, prov=prov))
     return frame(rows)
 
 
@@ -243,15 +276,15 @@ def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, p
 
 def preset_statement(preset: str, stand_ins: Sequence[str]) -> str:
     """The plain sentence a table's Markdown starts with: which preset, which stand-in data, comparable or not."""
-    name = preset.capitalize()
+    name = f"Preset '{preset}'"
     uniq = list(dict.fromkeys(s for s in stand_ins if s))
     if uniq:
-        return (f"{name} preset: numbers come from {'; and '.join(uniq)}; they are NOT comparable to the "
+        return (f"{name}: numbers come from {'; and '.join(uniq)}; they are NOT comparable to the "
                 f"paper.")
     if preset != "paper":
-        return (f"{name} preset: measured on the paper's datasets with settings that differ from the paper's "
+        return (f"{name}: measured on the paper's datasets with settings that differ from the paper's "
                 f"(see the provenance config of each result); compare with care.")
-    return "Paper preset: measured on the paper's datasets with the paper's settings."
+    return "Preset 'paper': measured on the paper's datasets with the paper's settings."
 
 
 def _fmt(v: Any, spread: Any = None, unit: str = "%") -> str:
@@ -276,13 +309,17 @@ def _short_prov(row: pd.Series) -> str:
         return row["source"]
     wall = row["wall_time_s"]
     wall_s = "" if pd.isna(wall) else f", {wall:.1f} s"
-    return f"preset {row['preset']}, seed {row['seed']}, code {row['code_version']}{wall_s}"
+    trained = ""
+    if not pd.isna(row.get("epochs_trained", pd.NA)):
+        trained = f", epoch {row['epoch']} of {row['epochs_trained']} trained"
+        if not pd.isna(row.get("train_time_s", pd.NA)):
+            trained += f" in {row['train_time_s'] / 60:.1f} min"
+    return f"preset {row['preset']}, seed {row['seed']}{trained}, code {row['code_version']}{wall_s}"
 
 
-def to_markdown(df: pd.DataFrame, *, name: str, preset: str) -> str:
-    """Markdown: the preset/stand-in statement, the title, what it reproduces, the table, how to read it."""
-    stand_ins = [s for s in df["stand_in"].dropna().unique()]
-    view = pd.DataFrame({
+def _view(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it (Markdown, LaTeX, HTML): formatted numbers, note, short provenance."""
+    return pd.DataFrame({
         "model": df["model"],
         "metric": df["metric"],
         "paper": [_fmt(r.paper, r.paper_spread, r.unit) for r in df.itertuples()],
@@ -292,6 +329,12 @@ def to_markdown(df: pd.DataFrame, *, name: str, preset: str) -> str:
         "note": df["note"].fillna(""),
         "provenance": [_short_prov(r) for _, r in df.iterrows()],
     })
+
+
+def to_markdown(df: pd.DataFrame, *, name: str, preset: str) -> str:
+    """Markdown: the preset/stand-in statement, the title, what it reproduces, the table, how to read it."""
+    stand_ins = [s for s in df["stand_in"].dropna().unique()]
+    view = _view(df)
     lines = [
         preset_statement(preset, stand_ins),
         "",
@@ -303,8 +346,8 @@ def to_markdown(df: pd.DataFrame, *, name: str, preset: str) -> str:
         "",
         "`quoted` rows copy the paper's number (from `dcgan_repro/paper.py`); `measured` rows are this "
         "pipeline's, from the result file in the CSV's `source` column. Differences are ours − paper, in "
-        "percentage points. The paper's ± is its own spread; ours is 1.96 × the standard deviation over "
-        "random label draws.",
+        "percentage points." + (" The paper's ± is its own spread; ours is 1.96 × the standard deviation over "
+                                 "random label draws." if name != "table3_mnist" else ""),
         "",
     ]
     return "\n".join(lines)
@@ -323,11 +366,14 @@ def _data_stand_in(data_dir: PathLike | None) -> str | None:
 
 
 def build_table1(all_labels: PathLike, per_class: PathLike, data_dir: PathLike | None, csv: PathLike,
-                 md: PathLike, *, preset: str) -> pd.DataFrame:
-    """Rule ``table1_cifar10``: read the two CIFAR-10 SVM results, write Table 1."""
+                 md: PathLike, *, preset: str, kmeans_all: PathLike | None = None,
+                 kmeans_per_class: PathLike | None = None) -> pd.DataFrame:
+    """Rule ``table1_cifar10``: read the CIFAR-10 SVM results (D features, and K-means if given), write Table 1."""
     keys = ("test_accuracy_pct", "test_error_ci95_pct", "feature_dim")
+    km = {k: load_result(p, keys) if p else None for k, p in (("kmeans_all", kmeans_all),
+                                                               ("kmeans_per_class", kmeans_per_class))}
     df = table1_cifar10(load_result(all_labels, keys), load_result(per_class, keys), preset=preset,
-                        data_stand_in=_data_stand_in(data_dir))
+                        data_stand_in=_data_stand_in(data_dir), **km)
     write_table(df, csv, md, name="table1_cifar10", preset=preset)
     return df
 
@@ -365,7 +411,7 @@ def write_index(table_csvs: Sequence[PathLike], out: PathLike, *, preset: str) -
         stand_ins = [s for s in df["stand_in"].dropna().unique()]
         all_stand_ins += stand_ins
         measured = df[df["kind"] == "measured"]
-        lines = [f"## {TITLES[name]}", "", f"Files: `{name}.csv`, `{name}.md`. {WHAT[name]}", ""]
+        lines = [f"## {TITLES[name]}", "", f"Files: `{name}.csv`, `{name}.md`, `{name}.tex`, `{name}.html`. {WHAT[name]}", ""]
         lines.append("Data: " + ("; ".join(stand_ins) + " (stand-in, not the paper's data)." if stand_ins
                                  else "the paper's dataset."))
         lines.append("")
@@ -390,3 +436,78 @@ def write_index(table_csvs: Sequence[PathLike], out: PathLike, *, preset: str) -
     ])
     io.write_text(out, text)
     return text
+
+
+# --- LaTeX and HTML views (rule table_views), rebuilt from the CSV --------------------------------------------
+
+def read_table(csv: PathLike) -> pd.DataFrame:
+    """A table CSV written by :func:`write_table`, with its column types restored (nullable integers)."""
+    df = pd.read_csv(csv, keep_default_na=True)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultFileError(f"table {csv} lacks column(s) {missing}; was it written by dcgan_repro.tables?")
+    df["note"] = df["note"].fillna("")  # an empty note reads back as NaN
+    return frame(df[COLUMNS].to_dict("records"))
+
+
+# Unicode the Markdown uses, spelled for LaTeX (applied after pandas has escaped the text).
+_LATEX_SYMBOLS = {"±": r"$\pm$", "−": r"$-$", "·": r"$\cdot$", "×": r"$\times$"}
+
+
+def _latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text (pandas escapes cells, not the caption)."""
+    out = "".join({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}.get(c, c)
+                  for c in text)
+    for k, v in _LATEX_SYMBOLS.items():
+        out = out.replace(k, v)
+    return out
+
+
+def to_latex(df: pd.DataFrame, *, name: str, preset: str) -> str:
+    """A LaTeX ``table`` (booktabs) of the reader's view; the preset/stand-in statement is in the caption."""
+    view = _view(df)
+    statement = preset_statement(preset, [s for s in df["stand_in"].dropna().unique()])
+    body = view.to_latex(index=False, escape=True, column_format="llrrrlp{4.5cm}p{4.5cm}", longtable=False,
+                         caption=_latex_escape(f"{TITLES[name]}. {statement}"), label=f"tab:{name}")
+    for k, v in _LATEX_SYMBOLS.items():
+        body = body.replace(k, v)
+    header = (f"% {TITLES[name]} -- {paper.PAPER}\n% {statement}\n"
+              "% Needs \\usepackage{booktabs}. Generated by dcgan_repro.tables from the CSV beside this file.\n")
+    return header + body
+
+
+def to_html(df: pd.DataFrame, *, name: str, preset: str) -> str:
+    """A self-contained HTML page of the table (shown inline by ``snakemake --report``)."""
+    import html as _html
+
+    statement = preset_statement(preset, [s for s in df["stand_in"].dropna().unique()])
+    table = _view(df).to_html(index=False, escape=True, border=0, classes="dcgan-table", na_rep="")
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_html.escape(TITLES[name])}</title>",
+        "<style>body{font-family:sans-serif;margin:1em} table{border-collapse:collapse;font-size:90%}"
+        " th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+        " .statement{font-weight:bold}</style></head><body>",
+        f'<p class="statement">{_html.escape(statement)}</p>',
+        f"<h1>{_html.escape(TITLES[name])}</h1>",
+        f"<p>Reproduces {_html.escape(paper.PAPER)}: {_html.escape(WHAT[name])}</p>",
+        table,
+        "<p><code>quoted</code> rows copy the paper's number; <code>measured</code> rows are this pipeline's, "
+        "from the result file named in the CSV's <code>source</code> column. Differences are ours − paper, in "
+        "percentage points.</p>",
+        "</body></html>",
+        "",
+    ])
+
+
+def write_views(csv: PathLike, tex: PathLike, html: PathLike, *, name: str, preset: str) -> pd.DataFrame:
+    """Rule ``table_views``: the LaTeX and HTML versions of a table, from its CSV (atomically)."""
+    if name not in TITLES:
+        raise ValueError(f"unknown table '{name}'; known: {sorted(TITLES)}")
+    df = read_table(csv)
+    io.write_text(tex, to_latex(df, name=name, preset=preset))
+    io.write_text(html, to_html(df, name=name, preset=preset))
+    log.info("wrote %s and %s from %s (%d rows)", tex, html, csv, len(df))
+    return df

@@ -29,6 +29,12 @@ states) go to ``checkpoint_dir`` every ``checkpoint_every`` steps and at each ep
 the newest one, and on CPU ends with bitwise the same weights as an uninterrupted run (tests/test_train.py).
 Checkpoints are removed once all epochs are done (so a forced rerun retrains); a ``max_steps`` stop keeps them,
 so raising ``max_steps`` (or setting 0) continues the same run.
+
+Speed (benchmarks/bench_train.py, against a plain pytorch/examples dcgan/main.py loop with the same nets, batch
+and updates): nets and images in channels_last on every device (same maths, faster oneDNN/cuDNN convolutions),
+G's step with D's weights frozen (no D weight gradients), no ``.item()`` per step, and the memmap data path.
+Measured on the 2-core CPU (width 32, batch 64, one torch thread): 1.40x the reference's images per CPU second
+(1.46x wall); with bf16 autocast 2.26x.
 """
 
 from __future__ import annotations
@@ -314,10 +320,18 @@ def save_grid(path: io.PathLike, images: np.ndarray, cols: int) -> None:
 
 
 def _trim_stats(path: Path, step: int) -> None:
-    """On resume keep only the stats lines up to the resumed step (the steps after it are redone)."""
+    """On resume keep only the stats lines up to the resumed step (the steps after it are redone). A line cut
+    short by a kill in mid-append is dropped too."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    keep = []
+    for ln in path.read_text().splitlines():
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            continue                                   # torn line (killed while appending) or blank
+        if rec["step"] <= step:
+            keep.append(ln)
     io.write_text(path, "".join(ln + "\n" for ln in keep))
 
 
@@ -350,7 +364,10 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    mem = torch.channels_last if (cuda or precision == "bf16") and run["model"] != "mnist_cond_mlp" else None
+    # channels_last for every conv net, on every device and precision: same maths, oneDNN/cuDNN pick faster conv
+    # kernels (measured on this CPU, fp32, 1 thread, CPU ms per D+G step at width 32: dcgan64 822 -> 710,
+    # imagenet32 525 -> 379, svhn32 143 -> 138, mnist_cond_dcgan 65 -> 61). The MLP has no convs.
+    mem = torch.channels_last if run["model"] != "mnist_cond_mlp" else None
     netG.to(device, memory_format=mem or torch.contiguous_format).train()
     netD.to(device, memory_format=mem or torch.contiguous_format).train()
     adam = dict(lr=run["lr"], betas=(run["beta1"], 0.999), weight_decay=run["weight_decay"])
@@ -416,8 +433,9 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
                "images_per_s": (step - window_start) * bs / max(dt, 1e-9)}
         with open(stats_path, "a") as f:                # append-only log; trimmed on resume
             f.write(json.dumps(rec) + "\n")
-        bar.set_postfix_str(" ".join(f"{k}={rec[k]:.3f}" for k in ("loss_d", "loss_g", "d_real", "d_fake")
-                                     if rec[k] is not None), refresh=False)
+        shown = (("loss_D", "loss_d"), ("loss_G", "loss_g"), ("D(x)", "d_real"), ("D(G(z))", "d_fake"))
+        bar.set_postfix_str(" ".join(f"{label}={rec[k]:.3f}" for label, k in shown if rec[k] is not None),
+                            refresh=False)
         _check_health(name, rec, state)
         window_start, window_t = step, time.time()
 

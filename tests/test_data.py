@@ -6,6 +6,7 @@ download is served from a loopback HTTP server. Real MNIST (../shared/data) is u
 
 from __future__ import annotations
 
+import collections
 import http.server
 import os
 import pickle
@@ -366,7 +367,7 @@ def test_imagenet_folder_resizes_like_torchvision_and_counts_bad_files(image_tre
     cfg = {"source": "path", "path": str(image_tree), "image_size": 32, "max_images": 0}
     meta = data.ingest("imagenet", cfg, tmp_path / "out", seed=0, workers=2)
     assert meta["splits"] == {"train": 6} and meta["class_names"] == ["n001", "n002"] and meta["stand_in"] is None
-    assert meta["skipped"] == {"truncated": 1, "empty": 1}
+    assert meta["skipped"] == {"truncated": 1, "empty_file": 1}
     x, y = io.read_dataset(tmp_path / "out", "train")
     assert x.shape == (6, 32, 32, 3) and y.tolist() == [0, 0, 0, 1, 1, 1]
     good = [p for p in sorted(image_tree.rglob("*")) if p.is_file() and not p.name.startswith("bad")]
@@ -383,7 +384,7 @@ def test_faces_folder_links_readable_images_and_counts_bad_ones(image_tree, tmp_
     meta = data.ingest("faces_raw", cfg, tmp_path / "faces_raw", seed=0)
     out = tmp_path / "faces_raw"
     names = (out / "manifest.txt").read_text().splitlines()
-    assert len(names) == meta["n_images"] == 6 and meta["skipped"] == {"truncated": 1, "empty": 1}
+    assert len(names) == meta["n_images"] == 6 and meta["skipped"] == {"truncated": 1, "empty_file": 1}
     assert names[0] == "images/n001/0.JPEG"
     for n in names:
         src = image_tree / n.removeprefix("images/")
@@ -525,3 +526,135 @@ def test_lsun_download_offline_names_url_and_destination(tmp_path, monkeypatch):
     msg = str(e.value)
     assert f"http://127.0.0.1:{port}/bedroom_train_lmdb.zip" in msg
     assert str(tmp_path / "dl" / "bedroom_train_lmdb.zip") in msg and "source: path" in msg
+
+
+# --- bad input, both curation stages ---------------------------------------------------------------------------
+
+
+def _huge_png(w: int, h: int) -> bytes:
+    """A real, valid 8-bit grayscale PNG of w x h black pixels, compressed row by row (never w*h bytes at once)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
+
+    z = zlib.compressobj(1)
+    row = bytes(w + 1)  # filter byte 0 + w pixels
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def bad_input_files() -> tuple[dict[str, bytes], dict[str, np.ndarray], dict[str, str]]:
+    """Every kind of file a scraped collection holds: (name -> bytes, name -> the 8-bit RGB it must decode to,
+    name -> the reason it must be skipped with). Names sort in the order they are listed."""
+    import skimage.data
+
+    rgb = np.ascontiguousarray(skimage.data.astronaut())  # (512, 512, 3), a ~100 px face
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # (512, 512)
+    big = np.pad(cv2.resize(rgb, (2000, 2000), interpolation=cv2.INTER_LINEAR), ((0, 0), (500, 500), (0, 0)),
+                 constant_values=128)  # (2000, 3000, 3): 6 Mpx, large but decoded
+    jpg = jpeg_bytes(rgb, 95)
+    png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
+
+    def pil(im: Image.Image, fmt: str, **kw) -> bytes:
+        b = BytesIO()
+        im.save(b, format=fmt, **kw)
+        return b.getvalue()
+
+    good = {  # name: (bytes, expected RGB)
+        "00_rgb.jpg": (jpg, rgb),
+        "01_gray.jpg": (pil(Image.fromarray(gray), "JPEG", quality=95), np.repeat(gray[..., None], 3, 2)),
+        "02_cmyk.jpg": (pil(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95), rgb),
+        "03_rgb16.png": (cv2.imencode(".png", rgb[..., ::-1].astype(np.uint16) * 257)[1].tobytes(), rgb),
+        "04_gray16.png": (pil(Image.fromarray(gray.astype(np.uint16) * 257), "PNG"), np.repeat(gray[..., None], 3, 2)),
+        "05_large.jpg": (jpeg_bytes(big, 90), big),
+    }
+    bad = {  # name: (bytes, reason)
+        "06_empty.jpg": (b"", "empty_file"),
+        "07_truncated.jpg": (jpg[: len(jpg) // 2], "truncated"),
+        "08_truncated.png": (png[: len(png) * 2 // 3], "truncated"),
+        "09_corrupt.jpg": (jpg[:200] + bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8)) + b"\xff\xd9",
+                           "corrupt"),
+        "10_html.jpg": (b"<html><body>403 Forbidden</body></html>\n" * 10, "not_an_image"),
+        "11_huge.png": (_huge_png(12000, 12000), "too_large"),  # 144 Mpx > faces.MAX_PIXELS, < Pillow's bomb limit
+    }
+    files = {**{k: v[0] for k, v in good.items()}, **{k: v[0] for k, v in bad.items()}}
+    return files, {k: v[1] for k, v in good.items()}, {k: v[1] for k, v in bad.items()}
+
+
+def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stages(tmp_path):
+    """Corrupt, truncated, zero-byte, grayscale, CMYK, 16-bit, large and huge files planted in an LSUN LMDB (ingest
+    -> dedup) and in a folder of web images (ingest -> face detection, and the face stage reading them itself):
+    each decodes to the right 8-bit RGB or is skipped, and every summary counts the skips by reason."""
+    import json
+
+    import lmdb
+
+    from dcgan_repro import dedup, faces
+
+    files, good, bad = bad_input_files()
+    want_skipped = dict(collections.Counter(bad.values()))
+    assert set(want_skipped) <= set(data.SKIP_REASONS)
+    # --- ingest: LSUN LMDB -> lsun_raw (decoded pixels equal torchvision's pipeline on the expected RGB)
+    db = tmp_path / "bedroom_train_lmdb"
+    env = lmdb.open(str(db), map_size=1 << 28)
+    with env.begin(write=True) as txn:
+        for name, b in files.items():
+            txn.put(name.encode(), b)
+    env.close()
+    cfg = {"source": "path", "path": str(db), "category": "bedroom", "image_size": 64, "max_images": 0}
+    meta = data.ingest("lsun_raw", cfg, tmp_path / "lsun_raw", seed=0, workers=2)
+    assert meta["splits"] == {"train": len(good)} and meta["skipped"] == want_skipped
+    assert sorted(meta["skipped_examples"]) == sorted([k, r] for k, r in bad.items())
+    x, _ = io.read_dataset(tmp_path / "lsun_raw", "train")
+    for i, (name, rgb) in enumerate(good.items()):
+        ref = reference_resize_crop(Image.fromarray(rgb), 64).astype(int)
+        assert np.abs(x[i].astype(int) - ref).mean() < (0.01 if name.endswith(".png") else 3.0), name
+    # --- dedup: the gather summary repeats what ingest skipped
+    dcfg = dict(enabled=True, crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=2.0, threshold=0.0,
+                train_images=100, epochs=1, batch_size=8, lr=1e-3, shards=2, seed=1)
+    common = {"preset": "test", "device": "cpu", "precision": "fp32"}
+    dedup.train_job(tmp_path / "lsun_raw", tmp_path / "ae.pt", dcfg, common)
+    shards = [tmp_path / f"codes{i}.npz" for i in range(2)]
+    for i, s in enumerate(shards):
+        dedup.hash_shard_job(tmp_path / "lsun_raw", tmp_path / "ae.pt", s, i, 2, dcfg, common)
+    out = {k: tmp_path / f"dedup_{k}" for k in ("summary.json", "kept.txt", "removed.csv", "sheet.png")}
+    summary = dedup.gather_job(tmp_path / "lsun_raw", shards, tmp_path / "lsun", out["summary.json"],
+                               out["kept.txt"], out["removed.csv"], out["sheet.png"], dcfg, "test")
+    assert summary["images"] == len(good) and summary["skipped_at_ingest"] == want_skipped
+    assert summary["skipped_at_ingest_total"] == len(bad)
+    # --- ingest: folder of web images -> faces_raw (undecodable files counted, files of other types too)
+    web = tmp_path / "web"
+    web.mkdir()
+    for name, b in files.items():
+        (web / name).write_bytes(b)
+    (web / "notes.txt").write_text("not an image\n")
+    fcfg = {"source": "folder", "path": str(web), "max_images": 0, "link": "copy"}
+    meta = data.ingest("faces_raw", fcfg, tmp_path / "faces_raw", seed=0, workers=2)
+    assert meta["n_images"] == len(good) and meta["skipped"] == want_skipped
+    assert meta["other_files_by_extension"] == {".txt": 1}
+    # --- faces: the stage reads every file of a manifest itself (e.g. CelebA, not pre-checked) ...
+    listed = tmp_path / "listed"
+    shutil.copytree(web, listed)
+    io.write_text(listed / "manifest.txt", "".join(f"{n}\n" for n in [*files, "12_missing.jpg"]))
+    io.write_json(listed / "meta.json", {"name": "faces_raw", "source": "test", "stand_in": "test files"})
+    face_cfg = dict(detect=True, cascade="haarcascade_frontalface_default.xml", scale_factor=1.1, min_neighbors=5,
+                    min_size=64, max_side=1024, margin=0.0, image_size=64, shards=2)  # large: downscaled
+    for name, rgb in good.items():
+        img, status = faces.read_image(listed / name)
+        assert status == "ok" and img.shape == rgb.shape, name
+        assert np.abs(img.astype(int) - rgb).mean() < (0.01 if name.endswith(".png") else 3.0), name
+    for src, skipped_here, skipped_before in ((listed, {**want_skipped, "missing": 1}, {}),
+                                              (tmp_path / "faces_raw", {}, want_skipped)):
+        parts = [(tmp_path / f"{src.name}_{i}.json", tmp_path / f"{src.name}_{i}.npy") for i in range(2)]
+        for i, (b, c) in enumerate(parts):
+            faces.detect_shard_job(src, i, 2, face_cfg, b, c)
+        s = faces.gather_job(src, [b for b, _ in parts], [c for _, c in parts], tmp_path / f"faces_{src.name}",
+                             tmp_path / f"faces_{src.name}.json", face_cfg, "test")
+        assert s == json.loads((tmp_path / f"faces_{src.name}.json").read_text())
+        assert s["images_decoded"] == len(good) and s["skipped"] == skipped_here
+        assert s["skipped_at_ingest"] == skipped_before
+        assert s["images_seen"] == s["images_decoded"] + s["skipped_total"]  # nothing dropped silently
+        assert s["images_with_faces"] == len(good)  # the astronaut, found in every decoded copy

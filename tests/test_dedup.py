@@ -18,7 +18,7 @@ from snakemake.io import Namedlist
 from dcgan_repro import dedup, io
 
 REPO = Path(__file__).resolve().parents[1]
-CFG = dict(enabled=True, crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=0.5, threshold=0.0,
+CFG = dict(enabled=True, crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=2.0, threshold=0.0,
            train_images=2000, epochs=15, batch_size=64, lr=1e-3, shards=3, seed=1)
 COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}
 
@@ -151,7 +151,8 @@ def test_hash_finds_planted_exact_copies_and_never_merges_different_photos():
 
 
 def test_hash_precision_and_recall_on_planted_scenes(shared_data):
-    """1,602 crops of 267 real photos + 160 planted duplicates (measured: precision 1.0, recall 0.54-0.59)."""
+    """1,602 crops of 267 real photos + 160 planted duplicates (measured, seed 1: precision 0.99, recall 0.61; the one
+    "false" merge joins Set5's head.png and Set14's face.png, which are the same photo)."""
     photos = np.load(shared_data / "scenes" / "scenes256.npz")["images"]
     x, records = dedup.make_planted_collection(photos, seed=0)
     bucket, _ = dedup.bucket_codes(_hash_collection(x, batch_size=128))

@@ -175,6 +175,9 @@ def test_rule_scripts_detect_shards_and_gather_write_the_format(tmp_path, astron
         assert len(x) == rec["counts"]["faces_kept"] == sum(len(r["boxes"]) for r in rec["images"].values())
         assert "provenance" in rec
         records.update(rec["images"])
+        # the boxes JSON alone redoes the crops, without the detector (and with another margin, for an audit)
+        np.testing.assert_array_equal(faces.crops_from_boxes(src, b, margin=0.0, image_size=64), x)
+        assert faces.crops_from_boxes(src, b, margin=0.25, image_size=32).shape == (len(x), 32, 32, 3)
     assert sorted(records) == sorted(manifest)  # every image accounted for, in one shard
     status = {k: r["status"] for k, r in records.items()}
     assert status == {"a/astronaut.png": "ok", "a/astronaut.jpg": "ok", "b/coffee.jpg": "ok",
@@ -245,3 +248,15 @@ def test_detector_on_composites_with_known_faces(shared_data):
     r = faces.evaluate_detector(d["images"][:150], d["boxes_xywh"][:150])
     assert r["recall_eligible"] >= 0.9 and r["false_detections_per_image"] <= 0.1
     assert r["mean_iou_found"] >= 0.75
+
+
+def test_precropped_faces_skip_detection_and_take_the_centred_square(tmp_path, astronaut):
+    """faces.detect: false (e.g. LFW crops): no cascade; the centred square is the face; min_size still applies."""
+    path = tmp_path / "face.png"
+    Image.fromarray(astronaut[40:130, 160:300]).save(path)            # 90 x 140: not a square, no context
+    rec, crops, found = faces.process_image(path, {**CFG, "detect": False})
+    assert rec["boxes"] == [[25, 0, 90, 90]] and found == 1 and crops.shape == (1, 64, 64, 3)
+    square = faces.crop_faces(astronaut[40:130, 160:300], np.array([[25, 0, 90, 90]]))    # (1, 64, 64, 3)
+    np.testing.assert_array_equal(crops, square)
+    rec, crops, _ = faces.process_image(path, {**CFG, "detect": False, "min_size": 100})
+    assert rec["status"] == "ok" and rec["boxes"] == [] and len(crops) == 0  # too small: counted, not kept

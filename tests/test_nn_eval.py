@@ -238,6 +238,49 @@ def test_an_unconditional_generator_is_refused(tmp_path):
                                    "50K")
 
 
+
+def test_select_epoch_reads_validation_only_and_the_evaluation_scores_the_choice(tmp_path, monkeypatch):
+    xtr, ytr, _, _ = tiny_mnist(tmp_path / "mnist")
+    snaps = {}
+    for e in (1, 2, 3):  # three "epochs": different random G, epoch 3 is also the final model.pt
+        torch.manual_seed(e)
+        netG, netD = models.build_models(RUN)
+        snaps[e] = str(tmp_path / f"epoch{e:03d}.pt")
+        models.save_checkpoint(snaps[e], netG, netD, name="mnist_dcgan", run=RUN, epoch=e, step=10 * e,
+                               snapshots={k: v for k, v in snaps.items()}, data_meta={}, provenance={})
+    models.save_checkpoint(tmp_path / "model.pt", netG, netD, name="mnist_dcgan", run=RUN, epoch=3, step=30,
+                           snapshots=snaps, data_meta={}, provenance={})
+    io.write_json(tmp_path / "summary.json", {"train_time_s": 12.5})
+    cfg = {**EVAL, "select_samples": 100}
+    read_split = nn_eval._read_split
+    monkeypatch.setattr(nn_eval, "_read_split", lambda d, split: read_split(d, split) if split == "train" else
+                        pytest.fail("model selection read the test split"))
+    sel = nn_eval.select_epoch(tmp_path / "model.pt", tmp_path / "summary.json", tmp_path / "mnist", cfg,
+                               tmp_path / "sel.json", COMMON, run=RUN)
+    va = np.sort(nn_eval.validation_split(len(xtr), 40, 42)[1])
+    labels = nn_eval.balanced_labels(100, 10, 5)
+    errs = {}
+    for e, path in snaps.items():  # brute force: every candidate's validation error
+        netG, _, _ = models.load_checkpoint(path)
+        ref = models.generate(netG, 100, z_dist="uniform", seed=5, labels=labels, batch_size=32)
+        nn, _ = brute_force(xtr[va].reshape(len(va), -1).astype(np.float32) / 255,
+                            ref.reshape(100, -1).astype(np.float32) / 255)
+        errs[e] = np.mean(labels[nn] != ytr[va]) * 100
+    assert {r["epoch"]: r["validation_error_pct"] for r in sel["candidates"]} == pytest.approx(errs)
+    best = min(errs, key=lambda e: (errs[e], -e))
+    assert (sel["selected_epoch"], sel["selected_path"]) == (best, snaps[best])
+    assert (sel["epochs_trained"], sel["train_time_s"], sel["n_validation"]) == (3, 12.5, 40)
+    monkeypatch.setattr(nn_eval, "_read_split", read_split)
+    out = nn_eval.evaluate_generated(tmp_path / "model.pt", tmp_path / "mnist", 200, EVAL, tmp_path / "o.json",
+                                     COMMON, "50K", run=RUN, selection=tmp_path / "sel.json")
+    assert (out["epoch"], out["epochs_trained"], out["train_time_s"]) == (best, 3, 12.5)
+    assert out["provenance"]["inputs"]["model"] == {snaps[best]: io.checksum(snaps[best])}
+    # a selection that names another epoch than its file holds is refused
+    io.write_json(tmp_path / "bad.json", {**sel, "selected_epoch": best % 3 + 1})
+    with pytest.raises(ValueError, match="select_epoch_mnist"):
+        nn_eval.evaluate_generated(tmp_path / "model.pt", tmp_path / "mnist", 200, EVAL, tmp_path / "o2.json",
+                                   COMMON, "50K", run=RUN, selection=tmp_path / "bad.json")
+
 # --- real MNIST (../shared/data) --------------------------------------------------------------------------
 
 

@@ -260,3 +260,24 @@ def test_image_grid_matches_torchvision_make_grid():
     ref = make_grid(torch.from_numpy(imgs).permute(0, 3, 1, 2), nrow=3, padding=2, pad_value=255)
     np.testing.assert_array_equal(plots.image_grid(imgs, 3), ref.permute(1, 2, 0).numpy())
     assert plots.image_grid(imgs[:, :, :, :1], 3).shape == (3 * 7 + 2, 3 * 6 + 2, 1)
+
+
+def test_fig07_exemplar_ids_from_config_and_the_pool_sheet_that_shows_them(tiny, tmp_path):
+    figs = tiny["figures"]
+    ids = {"A": [0, 1], "B": [5], "C": [7, 8, 9]}
+    r7 = plots.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "f7.png", tmp_path / "f7.pdf", figures=figs,
+                                       common=COMMON, exemplar_ids=ids)
+    assert r7["picks"] == ids
+    with pytest.raises(ValueError, match=r"figures.exemplar_ids.*\[0, 24\)"):
+        plots.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "x.png", tmp_path / "x.pdf", figures=figs,
+                                      common=COMMON, exemplar_ids={**ids, "C": [24]})
+    # the pool sheet shows exactly the samples the ids index (same seed, reference batch and pool size)
+    assert plots.main(["exemplar-pool", "--model", str(tiny["lsun"]), "--out", str(tmp_path / "pool.png"),
+                       "--seed", "0", "--bn-reference", "16", "--pool", "24"]) == 0
+    netG, _, ckpt = models.load_checkpoint(tiny["lsun"])
+    pool = plots._pool(netG, ckpt, figs)[3]                                    # (24, 64, 64, 3)
+    sheet = read_png(tmp_path / "pool.png")
+    assert sheet.shape[:2] == (3 * (1 * 66 + 2), 3 * (24 * 66 + 2))             # 1 row of 24 at 3x
+    # sample 3, away from its index label: sheet pixels = the sample's pixels upscaled 3x
+    y0, x0 = 3 * plots.GRID_PAD, 3 * (plots.GRID_PAD + 3 * 66)
+    np.testing.assert_array_equal(sheet[y0 + 45:y0 + 192:3, x0 + 45:x0 + 192:3], pool[3, 15:64, 15:64])

@@ -67,11 +67,98 @@ def test_solver_beats_chance_and_matches_linearsvc():
     assert 2 not in set(svm.predict(Xt, (W3, b3)))
 
 
+def _features(n: int, f: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled-conv-like features: rectified low-rank class structure plus noise, per-feature scales 0.1 ... 3
+    (the generating model is fixed, ``seed`` draws the samples)."""
+    g = np.random.default_rng(1234)
+    means, A = g.normal(0, 1, (k, 16)), g.normal(0, 1, (16, f))
+    scale = np.exp(g.uniform(np.log(0.1), np.log(3), f))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    lat = means[y] + 1.2 * rng.normal(0, 1, (n, 16))  # (n, 16)
+    return (np.maximum(lat @ A / 4 + rng.normal(0, 1, (n, f)), 0) * scale).astype(np.float32), y
+
+
+def _linearsvc(X, y, C, **kw) -> svm.LinearModel:
+    ref = LinearSVC(C=C, **kw).fit(X, y)
+    if len(ref.classes_) == 2:
+        return np.r_[-ref.coef_, ref.coef_], np.r_[-ref.intercept_, ref.intercept_]
+    return ref.coef_, ref.intercept_
+
+
+@pytest.mark.parametrize("n, f, k, C", [(3000, 300, 10, 1e-3), (3000, 300, 10, 1e-2), (2000, 200, 2, 1e-2)])
+def test_torch_solver_agrees_with_linearsvc(n, f, k, C):
+    """Parity with the reference: the same objective values (to 1e-5) and test accuracy within 0.3 points."""
+    X, y = _features(n, f, k, seed=0)
+    Xt, yt = _features(2000, f, k, seed=1)
+    info: dict = {}
+    ours = svm.fit_l2svm(X, y, C, n_classes=k, info=info)
+    ref = _linearsvc(X, y, C)
+    assert info["converged"]
+    np.testing.assert_allclose(svm.l2svm_objective(X, y, C, ours), svm.l2svm_objective(X, y, C, ref), rtol=1e-5)
+    np.testing.assert_allclose(info["objective"], svm.l2svm_objective(X, y, C, ours), rtol=1e-5)
+    acc_ours, acc_ref = (100 - svm.error_pct(Xt, yt, [m])[0] for m in (ours, ref))
+    assert abs(acc_ours - acc_ref) <= 0.3
+    assert acc_ours > 100 / k + 30  # a real classifier, not chance
+
+
+def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
+    """Independently of liblinear: the float64 gradient of LinearSVC's objective at our solution meets the
+    documented stopping rule, for the bf16-Hessian default, the exact (fp32) Hessian and the streaming path."""
+    X, y = _features(1500, 120, 4, seed=2)
+    C, k = 5e-3, 4
+    Xa = np.c_[X.astype(np.float64), np.ones(len(X))]  # (N, F+1): the intercept's constant feature
+    Y = np.where(y[:, None] == np.arange(k), 1.0, -1.0)  # (N, K)
+    g0 = 2 * C * np.linalg.norm(Xa.T @ Y, axis=0)  # gradient norm at w = 0, per class
+    n_pos = np.bincount(y, minlength=k)
+    tol = 1e-4 * np.maximum(np.minimum(n_pos, len(y) - n_pos), 1) / len(y)
+    fits = {}
+    for name, kw in {"bf16": {}, "fp32": {"hessian_dtype": None}, "stream": {"hessian_cache_bytes": 0}}.items():
+        W, b = fits[name] = svm.fit_l2svm(X, y, C, n_classes=k, **kw)
+        Wa = np.c_[W, b].astype(np.float64).T  # (F+1, K)
+        z = Xa @ Wa
+        grad = Wa + 2 * C * Xa.T @ np.where(Y * z < 1, z - Y, 0.0)
+        assert np.all(np.linalg.norm(grad, axis=0) <= 2 * tol * g0), name  # 2x: float32 rounding of X products
+    objective = {n: svm.l2svm_objective(X, y, C, m) for n, m in fits.items()}
+    np.testing.assert_allclose(objective["bf16"], objective["fp32"], rtol=1e-6)
+    np.testing.assert_allclose(objective["stream"], objective["fp32"], rtol=1e-6)
+
+
+def test_warm_start_and_row_views_change_cost_not_result(tmp_path):
+    """A warm start along the C grid lands on the cold-start solution with fewer passes over X; a memory-mapped
+    file and a chunk-reading row view give bit-identical fits to the same rows in memory."""
+    X, y = _features(2000, 150, 10, seed=3)
+    cold, warm = {}, {}
+    m_cold = svm.fit_l2svm(X, y, 1e-2, n_classes=10, info=cold)
+    m_prev = svm.fit_l2svm(X, y, 1e-3, n_classes=10)
+    m_warm = svm.fit_l2svm(X, y, 1e-2, n_classes=10, init=m_prev, info=warm)
+    np.testing.assert_allclose(warm["objective"], cold["objective"], rtol=1e-5)
+    assert warm["passes"] < cold["passes"]
+    path = tmp_path / "x.npy"
+    io.save_npy(path, X)
+    mm = io.load_npy(path)  # read-only memmap
+    idx = np.sort(np.random.default_rng(0).choice(len(X), 1200, replace=False))
+    direct = svm.fit_l2svm(X[idx], y[idx], 1e-3, n_classes=10)
+    for view in (svm._RowSubset(mm, idx), svm._rows(mm, idx)):
+        Wv, bv = svm.fit_l2svm(view, y[idx], 1e-3, n_classes=10)
+        np.testing.assert_array_equal(Wv, direct[0])
+        np.testing.assert_array_equal(bv, direct[1])
+    assert svm._rows(mm, np.arange(len(X))) is mm  # all rows: the memmap itself, no copy
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: the CUDA path of the solver is not exercised")
+def test_torch_solver_on_gpu_matches_cpu():
+    X, y = _features(3000, 300, 10, seed=4)
+    cpu = svm.fit_l2svm(X, y, 1e-3, n_classes=10)
+    gpu = svm.fit_l2svm(X, y, 1e-3, n_classes=10, device="cuda")
+    np.testing.assert_allclose(svm.l2svm_objective(X, y, 1e-3, gpu), svm.l2svm_objective(X, y, 1e-3, cpu), rtol=1e-5)
+
+
 def test_solver_refuses_a_fit_that_cannot_fit_in_memory(monkeypatch):
     X, y = _blobs(50, 2, 8, seed=0)
     monkeypatch.setattr(svm.os, "sysconf", lambda name: {"SC_AVPHYS_PAGES": 1, "SC_PAGE_SIZE": 4096}[name])
     with pytest.raises(MemoryError, match=r"LinearSVC on 50 x 8 features needs about .* GiB"):
-        svm.fit_l2svm(X, y, 0.01, n_classes=2)
+        svm.fit_l2svm(X, y, 0.01, n_classes=2, solver="liblinear")
 
 
 def test_error_pct_streams_many_models_like_direct_scoring():
@@ -181,6 +268,37 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".out.json*"))
 
 
+def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, monkeypatch):
+    """Feature files of another length than the configured D gives, and unusable svm.c_grid / svm.solver
+    values, fail with a message naming the file or setting, before any fit and without writing anything."""
+    run = dict(yaml.safe_load((REPO / "config.yaml").read_text())["runs"]["imagenet32"], ndf=4, ngf=4)
+    assert svm.model_feature_dim(run, 4) == (4 + 4 + 8 + 8 + 16 + 16) * 16  # 896; 28,672 at ndf=128
+    Xtr, ytr = _blobs(120, 3, 6, seed=8)
+    Xte, yte = _blobs(30, 3, 6, seed=9)
+    d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, yte, Xtr, Xte)
+    out = tmp_path / "out.json"
+    real_fit = svm.fit_l2svm
+    monkeypatch.setattr(svm, "fit_l2svm", lambda *a, **k: pytest.fail("fitted despite bad input"))
+    with pytest.raises(ValueError, match=r"feature file .*train.npy has 6 dimensions but the 'imagenet32' "
+                       r"discriminator \(runs.imagenet32: .*ndf 4\) with features.pool = 4 gives 896"):
+        svm.fit_and_score("svm_cifar10_all", ftr, fte, d, CFG, out, COMMON, feature_model=run, feature_pool=4)
+    for grid in ([], [1e-3, 0.0], [1e-3, 1e-2, 1e-3], [float("inf")]):
+        with pytest.raises(ValueError, match=r"svm.c_grid = .*: needs one or more distinct positive finite"):
+            svm.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
+    with pytest.raises(ValueError, match="svm.solver must be one of torch, liblinear, got 'sgd'"):
+        svm.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
+    assert not out.exists()
+    # features of the right length pass, with either solver
+    monkeypatch.setattr(svm, "fit_l2svm", real_fit)
+    rng = np.random.default_rng(0)
+    io.save_npy(ftr, np.c_[Xtr, rng.normal(0, 1, (len(Xtr), 890))].astype(np.float32))
+    io.save_npy(fte, np.c_[Xte, rng.normal(0, 1, (len(Xte), 890))].astype(np.float32))
+    for solver in svm.SOLVERS:
+        res = svm.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
+                                feature_model=run, feature_pool=4)
+        assert res["feature_dim"] == 896 and res["solver"] == svm.SOLVER_NAMES[solver]
+
+
 def test_protocol_registry_matches_the_workflow():
     """svm.PROTOCOLS repeats common.smk's SVM_PROTOCOLS / FEATURE_SETS (the JSON names the D run)."""
     text = (REPO / "workflow" / "rules" / "common.smk").read_text()
@@ -189,9 +307,11 @@ def test_protocol_registry_matches_the_workflow():
         return ast.literal_eval(re.search(rf"^{name} = (\{{.*?\}})", text, re.S | re.M).group(1))
 
     protocols, feature_sets = literal("SVM_PROTOCOLS"), literal("FEATURE_SETS")
+    other_features = re.search(r"^SVM_FEATURE_DIRS = \{(.*?)\}", text, re.S | re.M).group(1)  # not D's features
     assert set(svm.PROTOCOLS) == set(protocols)
     for name, p in svm.PROTOCOLS.items():
-        assert p.dataset == protocols[name] and p.features_run == feature_sets[p.dataset]
+        assert p.dataset == protocols[name]
+        assert f'"{name}"' in other_features or p.features_run == feature_sets[p.dataset]
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())["svm"]
     assert all(p.labels_key is None or p.labels_key in cfg for p in svm.PROTOCOLS.values())
 

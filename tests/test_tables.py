@@ -60,7 +60,7 @@ def test_table1_rows_differences_and_kinds(tmp_path):
     back = pd.read_csv(tmp_path / "t1.csv")
     assert list(back.columns) == tables.COLUMNS and len(back) == len(df)
     md = (tmp_path / "t1.md").read_text()
-    assert md.startswith("Paper preset:") and "| 81.50%" in md and "-1.30 pts" in md
+    assert md.startswith("Preset 'paper':") and "| 81.50%" in md and "-1.30 pts" in md
 
 
 def test_table2_supervised_cnn_is_a_validation_error(tmp_path):
@@ -88,6 +88,7 @@ def test_table3_and_the_stand_in_warning(tmp_path):
         for col, n in (("50K", 2000), ("10M", 20000)):
             gen.append(write(tmp_path / f"{run}_nn{col}.json", {
                 "model": run, "column": col, "n_samples": n, "test_error_pct": err, "epoch": 4, "seed": 0,
+                "epochs_trained": 6, "train_time_s": 90.0, "train_seed": 3, "selection": {"path": "s.json"},
                 "stand_in": None, "provenance": prov(seed=0)}))
     real = write(tmp_path / "real_nn.json", {"rows": [{"n_train": 60000, "test_error_pct": 3.09},
                                                       {"n_train": 50000, "test_error_pct": 3.33}],
@@ -96,19 +97,23 @@ def test_table3_and_the_stand_in_warning(tmp_path):
     assert row(df, "DCGAN (ours)", "Test Error @10M samples")["difference"] == pytest.approx(4.0 - 1.48)
     assert row(df, "GAN", "Test Error @50K samples")["difference"] == pytest.approx(7.0 - 6.28)
     assert "2,000 generated samples" in row(df, "GAN", "Test Error @50K samples")["note"]
+    r = row(df, "GAN", "Test Error @50K samples")  # epochs trained, the epoch chosen, training time, train seed
+    assert (r["epoch"], r["epochs_trained"], r["train_time_s"], r["seed"]) == (4, 6, 90.0, 3)
+    assert "lowest validation error" in r["note"]
     r60 = row(df, "Real Data (1-NN on 60,000 real training images)", "Test Error @50K samples")
     assert r60["paper"] == 3.1 and r60["difference"] == pytest.approx(-0.01)
     row(df, "Real Data (1-NN on 50,000 real training images)", "Test Error @50K samples")
     assert set(df.loc[df["kind"] == "quoted", "model"]) == {"AlignMNIST", "InfiMNIST"}
     assert (df.loc[df["kind"] == "measured", "stand_in"] == STAND_IN).all()
     md = (tmp_path / "t3.md").read_text()
-    assert md.splitlines()[0] == f"Demo preset: numbers come from {STAND_IN}; they are NOT comparable to the paper."
+    assert md.splitlines()[0] == f"Preset 'demo': numbers come from {STAND_IN}; they are NOT comparable to the paper."
+    assert "seed 3, epoch 4 of 6 trained in 1.5 min" in md
     csvs = []
     for name in ("table1_cifar10", "table2_svhn", "table3_mnist"):
         (tmp_path / f"{name}.csv").write_text((tmp_path / "t3.csv").read_text())
         csvs.append(tmp_path / f"{name}.csv")
     text = tables.write_index(csvs, tmp_path / "README.md", preset="demo")
-    assert text.startswith("Demo preset: numbers come from") and all(t in text for t in tables.TITLES.values())
+    assert text.startswith("Preset 'demo': numbers come from") and all(t in text for t in tables.TITLES.values())
     assert "DCGAN (ours), Test Error @10M samples: ours 4.00% (paper 1.48%, +2.52 pts)" in text
 
 
@@ -121,9 +126,9 @@ def test_a_missing_key_names_the_file_and_the_key(tmp_path):
 
 
 def test_preset_statement():
-    assert tables.preset_statement("paper", []).startswith("Paper preset: measured on the paper's datasets")
+    assert tables.preset_statement("paper", []).startswith("Preset 'paper': measured on the paper's datasets")
     s = tables.preset_statement("demo", ["X standing in for Y", None, "X standing in for Y"])
-    assert s == "Demo preset: numbers come from X standing in for Y; they are NOT comparable to the paper."
+    assert s == "Preset 'demo': numbers come from X standing in for Y; they are NOT comparable to the paper."
 
 
 # --- paper.py against REFERENCE.md section 1 ---------------------------------------------------------------

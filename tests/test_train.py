@@ -88,6 +88,45 @@ def test_crash_and_resume_is_bitwise_identical(tmp_path, monkeypatch, model, rec
     assert not list((tmp_path / "ck_resumed").glob("*.pt"))    # finished: crash-recovery state removed
 
 
+KILL_CHILD = """
+import json, os, signal, sys
+import torch
+from dcgan_repro import train
+torch.set_num_threads(1)
+run, data, out, ck, common = json.loads(sys.argv[1])
+
+def kill_at_11(step):
+    if step == 11:   # a kill in mid-append of a stats line, then SIGKILL: no cleanup code of ours runs
+        with open(os.path.join(out, "stats.jsonl"), "a") as f:
+            f.write('{"step": 12, "epoch"')
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train._after_step = kill_at_11
+train.train_gan(run, "t", data, os.path.join(out, "model.pt"), os.path.join(out, "summary.json"), ck, common)
+"""
+
+
+def test_sigkilled_process_resumes_bitwise_identical(tmp_path):
+    """A real SIGKILL of the training process (mid-way, while appending to stats.jsonl), then a rerun: same
+    final weights and stats as an uninterrupted run (what a cluster time limit + --retries does)."""
+    import subprocess
+    import sys
+
+    run = make_run()
+    data = make_data(tmp_path, "svhn32")
+    _, out_full = fit(tmp_path, "full", run, data)
+    out = tmp_path / "killed"
+    args = [run, str(data), str(out), str(tmp_path / "ck_killed"), COMMON]
+    proc = subprocess.run([sys.executable, "-c", KILL_CHILD, json.dumps(args)], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (out / "model.pt").exists() and (out / "stats.jsonl").read_text().endswith('"epoch"')
+    resumed, out_res = fit(tmp_path, "killed", run, data)
+    assert resumed["resumed_from_step"] == 10
+    same_weights(out_full / "model.pt", out_res / "model.pt")
+    assert stats(out_full) == stats(out_res)
+
+
 def test_max_steps_stop_then_continue(tmp_path):
     run = make_run()
     data = make_data(tmp_path, "svhn32")

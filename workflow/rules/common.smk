@@ -18,9 +18,16 @@ SVM_PROTOCOLS = {
     "svm_cifar10_all": "cifar10",
     "svm_cifar10_400pc": "cifar10",
     "svm_svhn_1000": "svhn",
+    "svm_cifar10_kmeans_all": "cifar10",
+    "svm_cifar10_kmeans_400pc": "cifar10",
 }
+# Table 1's measured baseline: K-means features (rule kmeans_features) in results/features/<this>/.
+KMEANS_FEATURES = "cifar10_kmeans"
+# Feature folder (results/features/<folder>/) of each protocol that does not read D's features of its dataset.
+SVM_FEATURE_DIRS = {"svm_cifar10_kmeans_all": KMEANS_FEATURES, "svm_cifar10_kmeans_400pc": KMEANS_FEATURES}
 MNIST_MODELS = ["mnist_dcgan", "mnist_gan"]
-MNIST_COUNTS = list(config["mnist_eval"]["sample_counts"])
+# Table 3 columns computed; a count of 0 leaves that column to the paper's quoted value (e.g. @10M on a CPU).
+MNIST_COUNTS = [k for k, n in config["mnist_eval"]["sample_counts"].items() if n]
 # Figures 2, 3, 10, 11: sample sheets (run, epoch or None for the final generator).
 SAMPLE_SHEETS = {
     "fig02_lsun_epoch1": ("lsun", 1),
@@ -89,10 +96,25 @@ def shard_ids(stage):
 
 
 def all_tables():
-    return [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")] + [
-        "results/tables/README.md"
-    ]
+    exts = ("csv", "md", "tex", "html")  # tex, html: rule table_views
+    return [f"results/tables/{t}.{ext}" for t in TABLES for ext in exts] + ["results/tables/README.md"]
+
+
+def svm_features(protocol):
+    """The feature folder an SVM protocol reads: D's features of its dataset, or the K-means baseline's."""
+    return SVM_FEATURE_DIRS.get(protocol, SVM_PROTOCOLS[protocol])
+
+
+def released_weights(name, filename):
+    """A file of the authors' released weights (config weights.<name>: the folder, or the .jl file itself)."""
+    path = config["weights"][name]
+    if not path:
+        raise ValueError(f"config key 'weights.{name}' is null: set it to the released folder to make this target")
+    return path if str(path).endswith(".jl") else os.path.join(path, filename)
 
 
 def all_figures():
-    return [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    figs = [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    if config["weights"]["svhn"]:  # the authors' released SVHN generator, when its folder is configured
+        figs += [f"results/figures/authors_svhn_samples.{ext}" for ext in ("png", "pdf")]
+    return figs

@@ -5,21 +5,21 @@ rule ingest:
     """Download (or read a user-supplied copy of, or build the demo stand-in for) one dataset."""
     output:
         directory(f"{DATA}/{{dataset}}"),
-    wildcard_constraints:
-        dataset="mnist|cifar10|svhn|lsun_raw|imagenet|faces_raw",
-    params:
-        data=lambda w: ingest_cfg(w.dataset),
-        seed=config["data"]["seed"],
     log:
         f"logs/{DATA}/{{dataset}}.log",
     benchmark:
         f"logs/benchmarks/ingest/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset="mnist|cifar10|svhn|lsun_raw|imagenet|faces_raw",
+    conda:
+        "../../envs/torch.yaml"
     # image decoding threads for real LSUN / ImageNet / face folders (capped at --cores); demo sources need one
     threads: lambda w: 1 if ingest_cfg(w.dataset)["source"] == "demo" else 8
     resources:
         runtime=24 * 60,
         mem_mb=16000,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        data=lambda w: ingest_cfg(w.dataset),
+        seed=config["data"]["seed"],
     script:
         "../scripts/ingest.py"

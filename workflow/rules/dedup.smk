@@ -6,21 +6,21 @@ rule train_dedup_autoencoder:
         dataset_dir("lsun_raw"),
     output:
         "results/dedup/autoencoder.pt",
-    params:
-        dedup=config["dedup"],
-        common=common_params(),
     log:
         "logs/results/dedup/autoencoder.log",
     benchmark:
         "logs/benchmarks/dedup/train_autoencoder.tsv"
+    conda:
+        "../../envs/torch.yaml"
     # Small linear layers: on the CPU (demo) one thread each is fastest on a shared box; a GPU run feeds it with 4.
     threads: 1 if config["device"] == "cpu" else 4
     resources:
         gpu=1,
         runtime=12 * 60,
         mem_mb=16000,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        dedup=config["dedup"],
+        common=common_params(),
     script:
         "../scripts/train_dedup_autoencoder.py"
 
@@ -32,21 +32,21 @@ rule dedup_hash_shard:
         model="results/dedup/autoencoder.pt",
     output:
         "results/dedup/shards/{shard}.npz",
+    log:
+        "logs/results/dedup/shards/{shard}.log",
+    benchmark:
+        "logs/benchmarks/dedup/hash_{shard}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1 if config["device"] == "cpu" else 2
+    resources:
+        runtime=60,
+        mem_mb=8000,
     params:
         shard=lambda w: int(w.shard),
         shards=config["dedup"]["shards"],
         dedup=config["dedup"],
         common=common_params(),
-    log:
-        "logs/results/dedup/shards/{shard}.log",
-    benchmark:
-        "logs/benchmarks/dedup/hash_{shard}.tsv"
-    threads: 1 if config["device"] == "cpu" else 2
-    resources:
-        runtime=60,
-        mem_mb=8000,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/dedup_hash_shard.py"
 
@@ -62,17 +62,17 @@ rule dedup_gather:
         kept="results/dedup/kept.txt",
         removed="results/dedup/removed.csv",
         sheet="results/dedup/collisions.png",
-    params:
-        dedup=config["dedup"],
-        preset=config["preset"],
     log:
         "logs/results/dedup/gather.log",
     benchmark:
         "logs/benchmarks/dedup/gather.tsv"
+    conda:
+        "../../envs/torch.yaml"
     resources:
         runtime=120,
         mem_mb=32000,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        dedup=config["dedup"],
+        preset=config["preset"],
     script:
         "../scripts/dedup_gather.py"

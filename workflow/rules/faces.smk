@@ -9,19 +9,19 @@ rule detect_faces_shard:
     output:
         boxes="results/faces/shards/{shard}.json",
         crops="resources/faces_shards/{shard}.npy",
-    params:
-        shard=lambda w: int(w.shard),
-        shards=config["faces"]["shards"],
-        faces=config["faces"],
     log:
         "logs/results/faces/shards/{shard}.log",
     benchmark:
         "logs/benchmarks/faces/detect_{shard}.tsv"
+    conda:
+        "../../envs/opencv.yaml"
     resources:
         runtime=120,
         mem_mb=4000,
-    conda:
-        "../../envs/opencv.yaml"
+    params:
+        shard=lambda w: int(w.shard),
+        shards=config["faces"]["shards"],
+        faces=config["faces"],
     script:
         "../scripts/detect_faces_shard.py"
 
@@ -35,15 +35,15 @@ rule gather_faces:
     output:
         data=directory(dataset_dir("faces")),
         summary="results/faces/summary.json",
-    params:
-        faces=config["faces"],
-        preset=config["preset"],
     log:
         "logs/results/faces/gather.log",
+    conda:
+        "../../envs/opencv.yaml"
     resources:
         runtime=60,
         mem_mb=16000,
-    conda:
-        "../../envs/opencv.yaml"
+    params:
+        faces=config["faces"],
+        preset=config["preset"],
     script:
         "../scripts/gather_faces.py"

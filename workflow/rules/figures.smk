@@ -7,36 +7,46 @@ rule sample_sheet:
         model=lambda w: model_path(SAMPLE_SHEETS[w.sheet][0]),
         data=lambda w: train_dataset_dir(SAMPLE_SHEETS[w.sheet][0]),
     output:
-        png="results/figures/{sheet}.png",
+        png=report(
+            "results/figures/{sheet}.png",
+            caption="../report/sample_sheet.rst",
+            category="Figures",
+            labels={"figure": "{sheet}"},
+        ),
         pdf="results/figures/{sheet}.pdf",
+    log:
+        "logs/results/figures/{sheet}.log",
+    conda:
+        "../../envs/torch.yaml"
     params:
         run=lambda w: SAMPLE_SHEETS[w.sheet][0],
         epoch=lambda w: SAMPLE_SHEETS[w.sheet][1],
         figure=lambda w: w.sheet,
         figures=config["figures"],
         common=common_params(),
-    log:
-        "logs/results/figures/{sheet}.log",
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/sample_sheet.py"
 
 
 rule fig04_interpolation:
     input:
-        model=model_path("lsun"),
-        data=train_dataset_dir("lsun"),
+        model=model_path(config["figures"]["interp_run"]),
+        data=train_dataset_dir(config["figures"]["interp_run"]),
     output:
-        png="results/figures/fig04_interpolation.png",
+        png=report(
+            "results/figures/fig04_interpolation.png",
+            caption="../report/fig04_interpolation.rst",
+            category="Figures",
+            labels={"figure": "fig04_interpolation"},
+        ),
         pdf="results/figures/fig04_interpolation.pdf",
-    params:
-        figures=config["figures"],
-        common=common_params(),
     log:
         "logs/results/figures/fig04_interpolation.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        figures=config["figures"],
+        common=common_params(),
     script:
         "../scripts/fig04_interpolation.py"
 
@@ -46,15 +56,20 @@ rule fig05_guided_backprop:
         model=model_path("lsun"),
         data=train_dataset_dir("lsun"),
     output:
-        png="results/figures/fig05_guided_backprop.png",
+        png=report(
+            "results/figures/fig05_guided_backprop.png",
+            caption="../report/fig05_guided_backprop.rst",
+            category="Figures",
+            labels={"figure": "fig05_guided_backprop"},
+        ),
         pdf="results/figures/fig05_guided_backprop.pdf",
-    params:
-        figures=config["figures"],
-        common=common_params(),
     log:
         "logs/results/figures/fig05_guided_backprop.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        figures=config["figures"],
+        common=common_params(),
     script:
         "../scripts/fig05_guided_backprop.py"
 
@@ -64,16 +79,21 @@ rule fig06_window_dropout:
         model=model_path("lsun"),
         data=train_dataset_dir("lsun"),
     output:
-        png="results/figures/fig06_window_dropout.png",
+        png=report(
+            "results/figures/fig06_window_dropout.png",
+            caption="../report/fig06_window_dropout.rst",
+            category="Figures",
+            labels={"figure": "fig06_window_dropout"},
+        ),
         pdf="results/figures/fig06_window_dropout.pdf",
         stats="results/figures/fig06_window_dropout.json",
-    params:
-        figures=config["figures"],
-        common=common_params(),
     log:
         "logs/results/figures/fig06_window_dropout.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        figures=config["figures"],
+        common=common_params(),
     script:
         "../scripts/fig06_window_dropout.py"
 
@@ -83,15 +103,20 @@ rule fig07_vector_arithmetic:
         model=model_path("faces"),
         data=train_dataset_dir("faces"),
     output:
-        png="results/figures/fig07_vector_arithmetic.png",
+        png=report(
+            "results/figures/fig07_vector_arithmetic.png",
+            caption="../report/fig07_vector_arithmetic.rst",
+            category="Figures",
+            labels={"figure": "fig07_vector_arithmetic"},
+        ),
         pdf="results/figures/fig07_vector_arithmetic.pdf",
-    params:
-        figures=config["figures"],
-        common=common_params(),
     log:
         "logs/results/figures/fig07_vector_arithmetic.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        figures=config["figures"],
+        common=common_params(),
     script:
         "../scripts/fig07_vector_arithmetic.py"
 
@@ -101,15 +126,20 @@ rule fig08_turn_vector:
         model=model_path("faces"),
         data=train_dataset_dir("faces"),
     output:
-        png="results/figures/fig08_turn_vector.png",
+        png=report(
+            "results/figures/fig08_turn_vector.png",
+            caption="../report/fig08_turn_vector.rst",
+            category="Figures",
+            labels={"figure": "fig08_turn_vector"},
+        ),
         pdf="results/figures/fig08_turn_vector.pdf",
-    params:
-        figures=config["figures"],
-        common=common_params(),
     log:
         "logs/results/figures/fig08_turn_vector.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        figures=config["figures"],
+        common=common_params(),
     script:
         "../scripts/fig08_turn_vector.py"
 
@@ -118,16 +148,48 @@ rule fig09_mnist_samples:
     input:
         dcgan=model_path("mnist_dcgan"),
         gan=model_path("mnist_gan"),
+        # the epochs Table 3 reports (chosen on the validation split)
+        dcgan_selection="results/mnist/mnist_dcgan_selection.json",
+        gan_selection="results/mnist/mnist_gan_selection.json",
         data=dataset_dir("mnist"),
     output:
-        png="results/figures/fig09_mnist_samples.png",
+        png=report(
+            "results/figures/fig09_mnist_samples.png",
+            caption="../report/fig09_mnist_samples.rst",
+            category="Figures",
+            labels={"figure": "fig09_mnist_samples"},
+        ),
         pdf="results/figures/fig09_mnist_samples.pdf",
-    params:
-        figures=config["figures"],
-        common=common_params(),
     log:
         "logs/results/figures/fig09_mnist_samples.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        figures=config["figures"],
+        common=common_params(),
     script:
         "../scripts/fig09_mnist_samples.py"
+
+
+rule authors_svhn_samples:
+    """Samples of the authors' released SVHN G in our generator (only when config weights.svhn is set)."""
+    input:
+        gen=lambda w: released_weights("svhn", "200_gen_params.jl"),
+    output:
+        png=report(
+            "results/figures/authors_svhn_samples.png",
+            caption="../report/authors_svhn_samples.rst",
+            category="Figures",
+            labels={"figure": "authors_svhn_samples"},
+        ),
+        pdf="results/figures/authors_svhn_samples.pdf",
+    log:
+        "logs/results/figures/authors_svhn_samples.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        weights=config["weights"]["svhn"],
+        figures=config["figures"],
+        common=common_params(),
+    script:
+        "../scripts/authors_svhn_samples.py"

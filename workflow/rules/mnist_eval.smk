@@ -1,32 +1,63 @@
 # Stage: MNIST 1-nearest-neighbour evaluation (Sec. 5.3, Table 3; dcgan_repro.nn_eval).
 
 
-rule nn_eval_generated:
-    """Exact 1-NN fitted on generated class-conditional samples, streamed; real test images classified."""
+rule select_epoch_mnist:
+    """Model selection on the validation split only: the snapshot epoch with the lowest validation 1-NN error."""
     input:
         model=lambda w: model_path(w.run),
+        summary="results/models/{run}/train_summary.json",
+        data=dataset_dir("mnist"),
+    output:
+        "results/mnist/{run}_selection.json",
+    log:
+        "logs/results/mnist/{run}_selection.log",
+    benchmark:
+        "logs/benchmarks/mnist/{run}_selection.tsv"
+    wildcard_constraints:
+        run="|".join(MNIST_MODELS),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
+    params:
+        eval=config["mnist_eval"],
+        run=lambda w: config["runs"][w.run],
+        common=common_params(),
+    script:
+        "../scripts/select_epoch_mnist.py"
+
+
+rule nn_eval_generated:
+    """Exact 1-NN fitted on generated class-conditional samples (the selected epoch), streamed; real test
+    images classified once per reported number."""
+    input:
+        model=lambda w: model_path(w.run),
+        selection="results/mnist/{run}_selection.json",
         data=dataset_dir("mnist"),
     output:
         "results/mnist/{run}_nn{size}.json",
+    log:
+        "logs/results/mnist/{run}_nn{size}.log",
+    benchmark:
+        "logs/benchmarks/mnist/{run}_nn{size}.tsv"
     wildcard_constraints:
         run="|".join(MNIST_MODELS),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
     params:
         n_samples=lambda w: config["mnist_eval"]["sample_counts"][w.size],
         column=lambda w: w.size,
         eval=config["mnist_eval"],
         run=lambda w: config["runs"][w.run],
         common=common_params(),
-    log:
-        "logs/results/mnist/{run}_nn{size}.log",
-    benchmark:
-        "logs/benchmarks/mnist/{run}_nn{size}.tsv"
-    threads: 4
-    resources:
-        gpu=1,
-        runtime=120,
-        mem_mb=8000,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/nn_eval_generated.py"
 
@@ -37,16 +68,16 @@ rule nn_eval_real:
         dataset_dir("mnist"),
     output:
         "results/mnist/real_nn.json",
-    params:
-        eval=config["mnist_eval"],
-        common=common_params(),
     log:
         "logs/results/mnist/real_nn.log",
+    conda:
+        "../../envs/torch.yaml"
     threads: 4
     resources:
         runtime=60,
         mem_mb=8000,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        eval=config["mnist_eval"],
+        common=common_params(),
     script:
         "../scripts/nn_eval_real.py"

@@ -1,27 +1,34 @@
-# Stage: L2-SVM on discriminator features (Sec. 5.1, 5.2; dcgan_repro.svm) and the supervised CNN baseline.
+# Stage: L2-SVM on discriminator features (Sec. 5.1, 5.2; dcgan_repro.svm), on the K-means baseline's features
+# (Table 1) and the supervised CNN baseline.
 
 
 rule fit_svm:
     input:
-        train=lambda w: f"results/features/{SVM_PROTOCOLS[w.protocol]}/train.npy",
-        test=lambda w: f"results/features/{SVM_PROTOCOLS[w.protocol]}/test.npy",
+        train=lambda w: f"results/features/{svm_features(w.protocol)}/train.npy",
+        test=lambda w: f"results/features/{svm_features(w.protocol)}/test.npy",
         data=lambda w: dataset_dir(SVM_PROTOCOLS[w.protocol]),
     output:
         "results/svm/{protocol}.json",
-    params:
-        protocol=lambda w: w.protocol,
-        svm=config["svm"],
-        common=common_params(),
     log:
         "logs/results/svm/{protocol}.log",
     benchmark:
         "logs/benchmarks/svm/{protocol}.tsv"
-    threads: 4
-    resources:
-        runtime=120,
-        mem_mb=16000,
     conda:
         "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,  # svm.solver torch runs on the configured device (a GPU when there is one)
+        runtime=120,
+        mem_mb=16000,
+    params:
+        protocol=lambda w: w.protocol,
+        svm=config["svm"],
+        common=common_params(),
+        # the D whose feature length the files must have (None: not D features, e.g. the K-means baseline)
+        feature_model=lambda w: (
+            None if w.protocol in SVM_FEATURE_DIRS else config["runs"][FEATURE_SETS[SVM_PROTOCOLS[w.protocol]]]
+        ),
+        feature_pool=config["features"]["pool"],
     script:
         "../scripts/fit_svm.py"
 
@@ -32,21 +39,21 @@ rule train_supervised_cnn:
         dataset_dir("svhn"),
     output:
         "results/svm/supervised_cnn_svhn_1000.json",
-    params:
-        cnn=config["supervised_cnn"],
-        svm=config["svm"],
-        model=config["runs"]["svhn"],
-        common=common_params(),
     log:
         "logs/results/svm/supervised_cnn_svhn_1000.log",
     benchmark:
         "logs/benchmarks/svm/supervised_cnn.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 4
     resources:
         gpu=1,
         runtime=24 * 60,
         mem_mb=16000,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cnn=config["supervised_cnn"],
+        svm=config["svm"],
+        model=config["runs"]["svhn"],
+        common=common_params(),
     script:
         "../scripts/train_supervised_cnn.py"

@@ -5,16 +5,18 @@ rule table1_cifar10:
     input:
         all_labels="results/svm/svm_cifar10_all.json",
         per_class="results/svm/svm_cifar10_400pc.json",
+        kmeans_all="results/svm/svm_cifar10_kmeans_all.json",
+        kmeans_per_class="results/svm/svm_cifar10_kmeans_400pc.json",
         data=dataset_dir("cifar10"),
     output:
         csv="results/tables/table1_cifar10.csv",
         md="results/tables/table1_cifar10.md",
-    params:
-        preset=config["preset"],
     log:
         "logs/results/tables/table1_cifar10.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        preset=config["preset"],
     script:
         "../scripts/table1_cifar10.py"
 
@@ -27,32 +29,30 @@ rule table2_svhn:
     output:
         csv="results/tables/table2_svhn.csv",
         md="results/tables/table2_svhn.md",
-    params:
-        preset=config["preset"],
     log:
         "logs/results/tables/table2_svhn.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        preset=config["preset"],
     script:
         "../scripts/table2_svhn.py"
 
 
 rule table3_mnist:
     input:
-        generated=expand(
-            "results/mnist/{run}_nn{size}.json", run=MNIST_MODELS, size=MNIST_COUNTS
-        ),
+        generated=expand("results/mnist/{run}_nn{size}.json", run=MNIST_MODELS, size=MNIST_COUNTS),
         real="results/mnist/real_nn.json",
         data=dataset_dir("mnist"),
     output:
         csv="results/tables/table3_mnist.csv",
         md="results/tables/table3_mnist.md",
-    params:
-        preset=config["preset"],
     log:
         "logs/results/tables/table3_mnist.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        preset=config["preset"],
     script:
         "../scripts/table3_mnist.py"
 
@@ -63,11 +63,41 @@ rule tables_index:
         [f"results/tables/{t}.csv" for t in TABLES],
     output:
         "results/tables/README.md",
-    params:
-        preset=config["preset"],
     log:
         "logs/results/tables/index.log",
     conda:
         "../../envs/tables.yaml"
+    params:
+        preset=config["preset"],
     script:
         "../scripts/tables_index.py"
+
+
+rule table_views:
+    """results/tables/<table>.{tex,html}: LaTeX for a paper, HTML for snakemake --report, from the CSV."""
+    input:
+        csv="results/tables/{table}.csv",
+    output:
+        tex=report(
+            "results/tables/{table}.tex",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "LaTeX"},
+        ),
+        html=report(
+            "results/tables/{table}.html",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "HTML"},
+        ),
+    log:
+        "logs/results/tables/{table}_views.log",
+    wildcard_constraints:
+        table="|".join(TABLES),
+    conda:
+        "../../envs/tables.yaml"
+    params:
+        name=lambda w: w.table,
+        preset=config["preset"],
+    script:
+        "../scripts/table_views.py"

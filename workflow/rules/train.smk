@@ -7,16 +7,12 @@ rule train_gan:
     output:
         model="results/models/{run}/model.pt",
         summary="results/models/{run}/train_summary.json",
-    params:
-        run=lambda w: config["runs"][w.run],
-        name=lambda w: w.run,
-        checkpoint_dir=lambda w: f"resources/checkpoints/{w.run}",
-        common=common_params(),
-        holdout=lambda w: mnist_holdout(w.run),
     log:
         "logs/results/models/{run}/train.log",
     benchmark:
         "logs/benchmarks/train/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     # On a GPU a few CPU threads feed it; on the CPU (demo) the nets are too small for intra-op threads to pay
     # (measured: 2 threads slower than 1 on a loaded 2-core box), so runs go one thread each, side by side.
     threads: 1 if config["device"] == "cpu" else 4
@@ -24,7 +20,11 @@ rule train_gan:
         gpu=1,
         runtime=lambda w, attempt: 24 * 60 * attempt,
         mem_mb=32000,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        run=lambda w: config["runs"][w.run],
+        name=lambda w: w.run,
+        checkpoint_dir=lambda w: f"resources/checkpoints/{w.run}",
+        common=common_params(),
+        holdout=lambda w: mnist_holdout(w.run),
     script:
         "../scripts/train_gan.py"

@@ -1,4 +1,4 @@
-"""Rule fig04_interpolation: Fig. 4, interpolation between random points in Z (LSUN)."""
+"""Rule fig04_interpolation: Fig. 4, interpolation between random points in Z (run figures.interp_run; paper: LSUN)."""
 from dcgan_repro import plots, runtime
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -9,4 +9,5 @@ plots.fig07_vector_arithmetic(
     snakemake.output.pdf,  # noqa: F821
     figures=snakemake.params.figures,  # noqa: F821
     common=snakemake.params.common,  # noqa: F821
+    exemplar_ids=snakemake.params.figures["exemplar_ids"],  # noqa: F821 (null = automatic choice)
 )

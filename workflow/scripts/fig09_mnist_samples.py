@@ -1,10 +1,10 @@
 """Rule fig09_mnist_samples: Fig. 9, real MNIST / GAN baseline / DCGAN, 10 classes x 20 samples each."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import nn_eval, plots, runtime
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
 plots.fig09_mnist_samples(
-    snakemake.input.dcgan,  # noqa: F821
-    snakemake.input.gan,  # noqa: F821
+    nn_eval.selected_model(snakemake.input.dcgan_selection),  # noqa: F821 (the epoch Table 3 reports)
+    nn_eval.selected_model(snakemake.input.gan_selection),  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821
     snakemake.output.pdf,  # noqa: F821

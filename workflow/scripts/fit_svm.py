@@ -11,4 +11,6 @@ svm.fit_and_score(
     svm_cfg=snakemake.params.svm,  # noqa: F821
     out_path=snakemake.output[0],  # noqa: F821
     common=snakemake.params.common,  # noqa: F821
+    feature_model=snakemake.params.feature_model,  # noqa: F821
+    feature_pool=snakemake.params.feature_pool,  # noqa: F821
 )

@@ -12,4 +12,5 @@ nn_eval.evaluate_generated(
     common=snakemake.params.common,  # noqa: F821
     column=snakemake.params.column,  # noqa: F821
     run=snakemake.params.run,  # noqa: F821
+    selection=snakemake.input.selection,  # noqa: F821
 )

@@ -9,4 +9,6 @@ tables.build_table1(
     snakemake.output.csv,  # noqa: F821
     snakemake.output.md,  # noqa: F821
     preset=snakemake.params.preset,  # noqa: F821
+    kmeans_all=snakemake.input.kmeans_all,  # noqa: F821
+    kmeans_per_class=snakemake.input.kmeans_per_class,  # noqa: F821
 )

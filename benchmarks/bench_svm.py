@@ -1,0 +1,168 @@
+"""Benchmark: our L2-SVM solver (dcgan_repro.svm.fit_l2svm, torch TRON) against scikit-learn's LinearSVC.
+
+Table 1's "all labels" column fits a 10-class L2-SVM on 50,000 x 28,672 float32 discriminator features
+(5.7 GB). LinearSVC (liblinear) copies them to float64 and again into its own rows (~24 bytes a value): it does
+not fit a 24 GB machine. This script writes structured random features of that size to a memory-mapped .npy
+(10 classes, low-rank class structure + noise, rectified and with per-feature scales that differ like those of
+different conv layers), then
+
+1. side by side at a size LinearSVC can hold (default 5,000 x 28,672): LinearSVC and ours, each in a fresh
+   subprocess, print wall time, peak RSS, test accuracy, objective values and the speed ratio;
+2. full scale (default 50,000 x 28,672): ours alone for one C, printing wall time, peak RSS (the memory map's
+   resident pages included), Newton iterations, passes over X and test accuracy.
+
+    python benchmarks/bench_svm.py --quick        # smoke run, ~1 min: 2,000 x 2,048 side by side, 8,000 x 2,048
+    python benchmarks/bench_svm.py                # the real thing (targets: < 12 GB, < 15 min on 2 CPU cores)
+    python benchmarks/bench_svm.py --device cuda  # ours on a GPU (LinearSVC stays on the CPU)
+
+Features are written under --workdir (default /tmp/bench_svm) and reused when present with the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the workflow's jobs (common.smk): no spinning on a shared CPU
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dcgan_repro import runtime, svm  # noqa: E402
+
+RANK = 48  # latent dimensions of the class structure
+LATENT_NOISE = 3.0  # spread of each class in the latent space: sets how hard the classes are to separate
+N_CLASSES = 10
+
+
+def make_features(path: Path, n: int, dim: int, seed: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Write (n, dim) float32 features to ``path`` (memory-mapped .npy, streamed) and return (memmap, labels).
+
+    x = relu(((m_y + e) A) / sqrt(RANK) + 0.5 u) * s: class means m_y in a RANK-d latent space with noise
+    e ~ N(0, LATENT_NOISE^2 I), a fixed random map A (RANK, dim), feature noise u ~ N(0, 1), per-feature scales s
+    log-uniform in [0.05, 5]. The generating model (means, A, s) is fixed by the benchmark; ``seed`` draws the
+    samples, so train and test sets share the class structure.
+    """
+    g = torch.Generator().manual_seed(1234)
+    means = torch.randn(N_CLASSES, RANK, generator=g)  # (K, RANK)
+    A = torch.randn(RANK, dim, generator=g)  # (RANK, dim)
+    scale = torch.exp(torch.empty(dim).uniform_(np.log(0.05), np.log(5.0), generator=g))  # (dim,)
+    y = np.random.default_rng(seed).integers(0, N_CLASSES, n)
+    meta = path.with_suffix(".json")
+    key = {"n": n, "dim": dim, "seed": seed, "noise": LATENT_NOISE}
+    if path.exists() and meta.exists() and json.loads(meta.read_text()) == key:
+        return np.load(path, mmap_mode="r"), y
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    gs = torch.Generator().manual_seed(seed)
+    for start in range(0, n, chunk):
+        yc = torch.from_numpy(y[start:start + chunk])
+        lat = means[yc] + LATENT_NOISE * torch.randn(len(yc), RANK, generator=gs)  # (c, RANK)
+        x = (lat @ A) / RANK ** 0.5 + 0.5 * torch.randn(len(yc), dim, generator=gs)  # (c, dim)
+        out[start:start + len(yc)] = (x.clamp_(min=0) * scale).numpy()
+    out.flush()
+    del out
+    meta.write_text(json.dumps(key))
+    return np.load(path, mmap_mode="r"), y
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One fit in this (fresh) process; prints one JSON line."""
+    torch.set_num_threads(args.threads)
+    Xtr, ytr = make_features(Path(args.train), args.n_train_file, args.dim, seed=0)
+    Xte, yte = make_features(Path(args.test), args.n_test, args.dim, seed=1)
+    X, y = Xtr[:args.n], ytr[:args.n]
+    if args.solver == "liblinear":
+        X = np.asarray(X)  # what LinearSVC gets in the protocol: the rows in memory
+    info: dict = {}
+    t0 = time.time()
+    model = svm.fit_l2svm(X, y, args.C, n_classes=N_CLASSES, solver=args.solver, max_iter=args.max_iter,
+                          device=runtime.resolve_device(args.device), info=info)
+    seconds = time.time() - t0
+    objective = svm.l2svm_objective(Xtr[:args.n], y, args.C, model) if args.n <= 10_000 else None  # streamed
+    acc = 100.0 - float(svm.error_pct(Xte, yte, [model])[0])
+    print(json.dumps({"solver": args.solver, "n": args.n, "dim": args.dim, "C": args.C, "seconds": seconds,
+                      "peak_rss_gib": peak_rss_gib(), "test_accuracy_pct": acc,
+                      "objective": None if objective is None else objective.tolist(),
+                      **{k: info[k] for k in ("iterations", "cg_steps", "passes", "converged") if k in info}}))
+
+
+def run_worker(args: argparse.Namespace, solver: str, n: int, n_train_file: int, train: Path, test: Path,
+               device: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--solver", solver, "--n", str(n), "--n-train-file",
+           str(n_train_file), "--dim", str(args.dim), "--n-test", str(args.n_test), "--C", str(args.C),
+           "--train", str(train), "--test", str(test), "--threads", str(args.threads), "--device", device,
+           "--max-iter", str(args.max_iter)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small smoke run (2,000 / 8,000 x 2,048)")
+    ap.add_argument("--n-full", type=int, default=50_000, help="rows of the full-scale fit (ours only; 0 = skip)")
+    ap.add_argument("--n-side", type=int, default=5_000, help="rows of the side-by-side fit (0 = skip)")
+    ap.add_argument("--dim", type=int, default=28_672, help="feature dimension (paper: 28,672)")
+    ap.add_argument("--n-test", type=int, default=5_000, help="test rows (accuracy)")
+    ap.add_argument("--C", type=float, default=1e-3, help="SVM C (authors' grid: 1e-4 ... 1e-2)")
+    ap.add_argument("--max-iter", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="device of our solver: cpu | cuda | auto")
+    ap.add_argument("--workdir", default="/tmp/bench_svm")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--solver", "--n", "--n-train-file", "--train", "--test"):
+        ap.add_argument(hidden, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.n, args.n_train_file = int(args.n), int(args.n_train_file)
+        return worker(args)
+    if args.quick:
+        args.n_full, args.n_side, args.dim, args.n_test = 8_000, 2_000, 2_048, 2_000
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    n_file = max(args.n_full, args.n_side)
+    train, test = work / f"train_{n_file}x{args.dim}.npy", work / f"test_{args.n_test}x{args.dim}.npy"
+    t0 = time.time()
+    make_features(train, n_file, args.dim, seed=0)
+    make_features(test, args.n_test, args.dim, seed=1)
+    print(f"features: train {n_file} x {args.dim} float32 ({n_file * args.dim * 4 / 2**30:.2f} GiB, memory-mapped "
+          f"{train}), test {args.n_test} x {args.dim}; ready in {time.time() - t0:.0f} s; {args.threads} threads")
+    fmt = ("{solver:>9} {n:>6} x {dim}  C={C:g}: {seconds:8.1f} s  peak RSS {peak_rss_gib:5.2f} GiB  "
+           "test acc {test_accuracy_pct:6.2f}%  {extra}")
+
+    def show(r: dict) -> None:
+        extra = (f"Newton its {r['iterations']}, CG steps {r['cg_steps']}, passes over X {r['passes']:.1f}, "
+                 f"converged {r['converged']}") if "passes" in r else ""
+        print(fmt.format(**r, extra=extra), flush=True)
+
+    if args.n_side:
+        lib = run_worker(args, "liblinear", args.n_side, n_file, train, test, "cpu")
+        show(lib)
+        ours = run_worker(args, "torch", args.n_side, n_file, train, test, args.device)
+        show(ours)
+        rel = np.max(np.abs(np.array(ours["objective"]) - lib["objective"]) / np.array(lib["objective"]))
+        gap = ours["test_accuracy_pct"] - lib["test_accuracy_pct"]
+        print(f"side by side at {args.n_side} x {args.dim}: speed ratio LinearSVC / ours = "
+              f"{lib['seconds'] / ours['seconds']:.2f}x, peak RSS {lib['peak_rss_gib']:.2f} vs "
+              f"{ours['peak_rss_gib']:.2f} GiB, accuracy difference {gap:+.2f} "
+              f"points, max relative objective difference {rel:.2e}", flush=True)
+    if not args.n_full:
+        return
+    full = run_worker(args, "torch", args.n_full, n_file, train, test, args.device)
+    show(full)
+    print(f"ours alone at {args.n_full} x {args.dim} (paper scale: 50,000 x 28,672): {full['seconds'] / 60:.1f} min "
+          f"(target there < 15 min on 2 CPU cores), peak RSS {full['peak_rss_gib']:.2f} GiB (target < 12 GB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""The authors' released Theano weights (Newmu/dcgan_code ee12b2d) in our PyTorch nets, and ours in their layout.
+
+The released models are joblib pickles (``200_gen_params.jl``, ``30_discrim_params.jl``, ...) of a *list* of
+arrays, each array stored beside the pickle as ``<name>.jl_NN.npy`` (NN = 01, 02, ... in list order). The list
+order is the order the Theano code builds its parameters, which is the order of ``named_parameters()`` of our
+:class:`~dcgan_repro.models.ProjectedGenerator` and :class:`~dcgan_repro.models.ConvDiscriminator`:
+
+* G: ``gw`` (Linear, Theano (nz, C0*16)), ``gg``, ``gb`` (BN1d gain, bias over all C0*4*4 units), then per
+  deconvolution its kernel (Theano (C_in, C_out, k, k), the ``ConvTranspose2d`` layout) and, except for the
+  output layer, BN gain and bias; the output kernel ``gwx`` last.
+* D: the first conv kernel ``dw`` (no BN), then per conv its kernel (C_out, C_in, k, k) and BN gain and bias,
+  and the Linear head ``dwy`` (Theano (C*H*W, 1)) last.
+
+Transforms (REFERENCE.md Sec. 3): Theano's ``dnn_conv`` and the gradient-of-conv ``deconv`` use ``conv_mode='conv'``
+(a true convolution: the kernel is flipped relative to PyTorch's cross-correlation), so every conv and deconv
+kernel is ``torch.flip(w, [2, 3])``; a Linear weight is ``w.T`` (Theano computes ``X @ w``); BN gains and biases
+map as they are. No layer has a bias (the authors' nets have none). Shapes are checked strictly, for every array,
+before anything is copied, and an error lists every problem at once.
+
+The released ImageNet set is partial (REFERENCE.md; ../shared/data/weights/README.md): the two 512-channel conv
+kernels of D (arrays 11 and 14) and G's arrays 01, 04, 07 could not be had. Only a *prefix* of D is then
+loadable: :func:`load_discriminator` with ``n_convs=4`` returns a :class:`DiscriminatorPrefix` holding D's first
+four conv layers, whose Sec. 5.1 features are (128+128+256+256) x 16 = 12,288-dimensional instead of 28,672.
+Asking for more than the file holds names the missing files and the largest loadable prefix.
+
+BN running statistics are not part of the release (the authors' nets always normalise with batch statistics):
+D's running statistics stay at their initial values and the feature extractor fixes them from training images
+(``features.bn_stats: fixed``), as the authors' code does.
+
+:func:`write_theano_params` writes any of these nets in the same layout (the ``.jl`` list pickle plus ``.npy``
+siblings), which the tests use for a round trip and users can use to hand our weights to the authors' code.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dcgan_repro import io, models, runtime
+
+log = logging.getLogger(__name__)
+
+# Run configs (config.yaml runs.<name> architecture keys) of the two released models (REFERENCE.md Sec. 3).
+RELEASED_RUNS: dict[str, dict[str, Any]] = {
+    "svhn32": {"model": "svhn32", "recipe": "paper", "nz": 100, "ngf": 64, "ndf": 64},
+    "imagenet32": {"model": "imagenet32", "recipe": "paper", "nz": 256, "ngf": 128, "ndf": 128},
+}
+# File names inside the released folders (svhn_unsup_all_conv_dcgan_100z_gaussian_lr_0.0005_64mb, epoch 200;
+# imagenet_gan_pretrain_128f_relu_lrelu_7l_3x3_256z, epoch 30).
+RELEASED_FILES: dict[str, dict[str, str]] = {
+    "svhn32": {"G": "200_gen_params.jl", "D": "200_discrim_params.jl"},
+    "imagenet32": {"G": "30_gen_params.jl", "D": "30_discrim_params.jl"},
+}
+KINDS = ("linear", "conv", "bn_gain", "bn_bias")
+
+
+class WeightFileError(ValueError):
+    """A released-weights file that is absent, unreadable, or does not fit the net it is loaded into."""
+
+
+# --- reading and writing the joblib list format ------------------------------------------------------------
+
+
+class _NDArrayWrapper:
+    """Stands in for joblib's ``NDArrayWrapper`` while unpickling: only its state (the .npy file name) is kept."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.state = state
+
+
+class _ListUnpickler(pickle.Unpickler):
+    """Unpickles a joblib (< 0.10) list pickle without joblib and without running any code from the file.
+
+    Only the two globals such a file holds are resolved (``...numpy_pickle.NDArrayWrapper`` and
+    ``numpy.ndarray``, as a marker); anything else is refused. The pickles name
+    ``sklearn.externals.joblib``, which current scikit-learn no longer has, so ``joblib.load`` cannot read them.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "NDArrayWrapper" and module.endswith("numpy_pickle"):
+            return _NDArrayWrapper
+        if (module, name) == ("numpy", "ndarray"):
+            return np.ndarray
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} (a joblib list of arrays holds only "
+                                     "NDArrayWrapper entries)")
+
+
+def list_array_files(jl_path: io.PathLike) -> list[Path]:
+    """The ``.npy`` files a joblib list pickle refers to, in list order (they need not all exist)."""
+    jl_path = Path(jl_path)
+    if not jl_path.is_file():
+        raise WeightFileError(f"weights file {jl_path} does not exist (expected a joblib list pickle such as "
+                              f"200_gen_params.jl with its .npy siblings)")
+    try:
+        with open(jl_path, "rb") as f:
+            items = _ListUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise WeightFileError(f"{jl_path} is not a joblib list pickle of arrays: {e}") from e
+    if not isinstance(items, list) or not all(isinstance(i, _NDArrayWrapper) for i in items):
+        raise WeightFileError(f"{jl_path} is not a joblib list pickle of arrays (got {type(items).__name__})")
+    names = []
+    for i, item in enumerate(items):
+        name = item.state.get("filename") if isinstance(item.state, dict) else None
+        if isinstance(name, bytes):
+            name = name.decode()
+        if not isinstance(name, str) or Path(name).name != name:
+            raise WeightFileError(f"{jl_path}: entry {i + 1} names no plain sibling file ({name!r})")
+        names.append(jl_path.parent / name)
+    return names
+
+
+def read_param_list(jl_path: io.PathLike) -> list[np.ndarray | None]:
+    """The arrays of a released ``.jl`` file in list order; ``None`` where the ``.npy`` sibling is absent."""
+    arrays: list[np.ndarray | None] = []
+    for p in list_array_files(jl_path):
+        if not p.is_file():
+            arrays.append(None)
+            continue
+        try:
+            arrays.append(np.load(p, allow_pickle=False))
+        except ValueError as e:
+            raise WeightFileError(f"{p} is not a readable .npy array: {e}") from e
+    return arrays
+
+
+def _pickle_str(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + len(b).to_bytes(4, "little") + b  # BINUNICODE
+
+
+def _list_pickle(names: Sequence[str]) -> bytes:
+    """Protocol-2 pickle of a list of joblib ``NDArrayWrapper`` entries, as joblib 0.9 wrote them (by hand:
+    the class lives in ``sklearn.externals.joblib``, which cannot be imported any more)."""
+    out = bytearray(b"\x80\x02](")  # PROTO 2, EMPTY_LIST, MARK
+    for name in names:
+        out += b"csklearn.externals.joblib.numpy_pickle\nNDArrayWrapper\n)\x81}("  # GLOBAL, (), NEWOBJ, {}, MARK
+        out += _pickle_str("allow_mmap") + b"\x88"  # True
+        out += _pickle_str("subclass") + b"cnumpy\nndarray\n"
+        out += _pickle_str("filename") + _pickle_str(name)
+        out += b"ub"  # SETITEMS, BUILD
+    out += b"e."  # APPENDS, STOP
+    return bytes(out)
+
+
+# --- the mapping between our parameters and the Theano list ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One entry of the Theano parameter list and the parameter of ours it fills."""
+
+    index: int  # position in the list (file suffix _NN = index + 1)
+    name: str  # our parameter name (named_parameters)
+    kind: str  # one of KINDS
+    theano_shape: tuple[int, ...]
+    conv: int | None  # D: which conv layer (0-based) the array belongs to; None for D's head and for G
+
+
+def _kind(module: nn.Module, pname: str) -> str:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and pname == "weight":
+        return "conv"
+    if isinstance(module, nn.Linear) and pname == "weight":
+        return "linear"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+        return "bn_gain" if pname == "weight" else "bn_bias"
+    raise WeightFileError(f"parameter {pname} of {type(module).__name__} has no counterpart in the authors' "
+                          "Theano layout")
+
+
+def _check_net(net: nn.Module) -> None:
+    ok = (isinstance(net, (models.ProjectedGenerator, models.ConvDiscriminator, DiscriminatorPrefix))
+          and getattr(net, "recipe", None) == "paper")
+    if not ok:
+        raise WeightFileError(f"{type(net).__name__} (recipe {getattr(net, 'recipe', None)!r}) is not one of the "
+                              "authors' unconditional nets (models dcgan64, imagenet32, svhn32 with recipe paper); "
+                              "the Theano layout is defined only for those")
+
+
+def theano_slots(net: nn.Module) -> list[Slot]:
+    """The Theano list layout of ``net``: one :class:`Slot` per parameter, in list order."""
+    _check_net(net)
+    modules = dict(net.named_modules())
+    slots = []
+    for i, (name, p) in enumerate(net.named_parameters()):
+        mod_name, _, pname = name.rpartition(".")
+        kind = _kind(modules[mod_name], pname)
+        shape = tuple(p.shape)
+        if kind == "linear":
+            shape = shape[::-1]  # torch (out, in) = Theano (in, out).T
+        conv = int(name.split(".")[1]) if name.startswith("convs.") else None
+        slots.append(Slot(i, name, kind, shape, conv))
+    return slots
+
+
+def to_theano(kind: str, w: Tensor) -> np.ndarray:
+    """Our parameter -> the Theano array (inverse of :func:`from_theano`)."""
+    w = w.detach().cpu().float()
+    if kind == "conv":
+        w = torch.flip(w, [2, 3])  # cross-correlation kernel -> Theano convolution kernel
+    elif kind == "linear":
+        w = w.t()  # (out, in) -> (in, out)
+    return np.ascontiguousarray(w.numpy())
+
+
+def from_theano(kind: str, a: np.ndarray) -> Tensor:
+    """A Theano array -> our parameter: conv/deconv kernels ``torch.flip(w, [2, 3])``, Linear ``w.T``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {KINDS}")
+    w = torch.from_numpy(np.array(a, dtype=np.float32, copy=True))
+    if kind == "conv":
+        return torch.flip(w, [2, 3])
+    if kind == "linear":
+        return w.t().contiguous()
+    return w
+
+
+def load_params(net: nn.Module, arrays: Sequence[np.ndarray | None], *, source: str,
+                n_convs: int | None = None) -> None:
+    """Copy a Theano parameter list into ``net`` (in place), after checking every array's presence and shape.
+
+    ``n_convs`` (discriminators only): load only the arrays of D's first ``n_convs`` conv layers; the arrays of
+    later layers and of the head may then be absent. ``source`` names the file in error messages.
+    """
+    slots = theano_slots(net)
+    if len(arrays) != len(slots):
+        raise WeightFileError(f"{source} lists {len(arrays)} arrays but {type(net).__name__} "
+                              f"({getattr(net, 'model', '?')}) has {len(slots)} parameters in the Theano layout; "
+                              "is it the other net (gen vs discrim) or another model?")
+    if n_convs is not None:
+        n_total = len(getattr(net, "convs", []))
+        if not isinstance(net, (models.ConvDiscriminator, DiscriminatorPrefix)) or not 1 <= n_convs <= n_total:
+            raise ValueError(f"n_convs = {n_convs!r}: a prefix can be loaded only into a discriminator, with "
+                             f"1 <= n_convs <= {n_total}")
+        wanted = [s for s in slots if s.conv is not None and s.conv < n_convs]
+    else:
+        wanted = slots
+    missing = [s for s in wanted if arrays[s.index] is None]
+    wrong = [(s, arrays[s.index].shape) for s in wanted
+             if arrays[s.index] is not None and tuple(arrays[s.index].shape) != s.theano_shape]
+    problems = [f"array {s.index + 1:02d} ({s.name}, {s.kind}) is missing" for s in missing]
+    problems += [f"array {s.index + 1:02d} ({s.name}, {s.kind}) has shape {shape}, expected {s.theano_shape}"
+                 for s, shape in wrong]
+    if problems:
+        hint = ""
+        if missing and isinstance(net, models.ConvDiscriminator):
+            complete = _complete_prefix(slots, arrays)
+            hint = (f". Only D's first {complete} conv layers are complete in this file: load them with "
+                    f"n_convs={complete}" if complete else ". Not even D's first conv layer is complete")
+        raise WeightFileError(f"{source} does not fit {type(net).__name__} ({getattr(net, 'model', '?')}): "
+                              + "; ".join(problems) + hint)
+    params = dict(net.named_parameters())
+    with torch.no_grad():
+        for s in wanted:
+            params[s.name].copy_(from_theano(s.kind, arrays[s.index]))
+    log.info("loaded %d of %d arrays from %s into %s", len(wanted), len(slots), source, type(net).__name__)
+
+
+def _complete_prefix(slots: Sequence[Slot], arrays: Sequence[np.ndarray | None]) -> int:
+    """Number of D's leading conv layers whose arrays are all present."""
+    n_convs = 1 + max(s.conv for s in slots if s.conv is not None)
+    for k in range(n_convs):
+        if any(arrays[s.index] is None for s in slots if s.conv == k):
+            return k
+    return n_convs
+
+
+# --- D prefix (partial ImageNet release) -------------------------------------------------------------------
+
+
+class DiscriminatorPrefix(models._Net):
+    """The first ``n_convs`` conv layers of a :class:`~dcgan_repro.models.ConvDiscriminator`: a feature extractor
+    only (``features(x)`` as D's, truncated); it has no logit head, so calling it raises."""
+
+    def __init__(self, netD: models.ConvDiscriminator, n_convs: int) -> None:
+        super().__init__(nz=netD.nz, n_classes=0, image_shape=netD.image_shape, output_range=netD.output_range,
+                         model=netD.model, recipe=netD.recipe)
+        if not 1 <= n_convs <= len(netD.convs):
+            raise ValueError(f"n_convs must be in [1, {len(netD.convs)}], got {n_convs}")
+        self.n_convs = n_convs
+        self.convs = nn.ModuleList(list(netD.convs)[:n_convs])
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> list[Tensor]:
+        models._no_labels(self, y)
+        out = []
+        for block in self.convs:
+            x = block(x)  # (N, c_out, h, w)
+            out.append(x)
+        return out
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        raise RuntimeError(f"this is D's first {self.n_convs} conv layers only (a feature extractor); it has no "
+                           "logit head")
+
+
+# --- entry points ------------------------------------------------------------------------------------------
+
+
+def released_file(weights: io.PathLike, model: str, net: str) -> Path:
+    """``weights`` may be the ``.jl`` file itself or the released folder (then the known file name is used)."""
+    p = Path(weights)
+    if p.is_dir():
+        if model not in RELEASED_FILES:
+            raise WeightFileError(f"no released file names are known for model {model!r}; pass the .jl file")
+        p = p / RELEASED_FILES[model][net]
+    return p
+
+
+def _run_for(model: str, run: dict[str, Any] | None) -> dict[str, Any]:
+    if run is not None:
+        return run
+    if model not in RELEASED_RUNS:
+        raise ValueError(f"model {model!r} has no released weights; allowed: {', '.join(RELEASED_RUNS)}")
+    return RELEASED_RUNS[model]
+
+
+def load_generator(weights: io.PathLike, model: str = "svhn32", run: dict[str, Any] | None = None
+                   ) -> models.ProjectedGenerator:
+    """The authors' G: our generator of ``run`` (default: the released architecture of ``model``) with the
+    weights of ``weights`` (a ``*_gen_params.jl`` file or the released folder); eval mode, on the CPU."""
+    run = _run_for(model, run)
+    path = released_file(weights, run["model"], "G")
+    with torch.random.fork_rng(devices=[]):  # the throw-away init must not shift the caller's RNG stream
+        netG, _ = models.build_models(run)
+    load_params(netG, read_param_list(path), source=str(path))
+    return netG.eval()
+
+
+def load_discriminator(weights: io.PathLike, model: str = "svhn32", run: dict[str, Any] | None = None,
+                       n_convs: int | None = None) -> nn.Module:
+    """The authors' D (a ``*_discrim_params.jl`` file or the released folder) in our discriminator of ``run``.
+
+    With ``n_convs`` only the first ``n_convs`` conv layers are loaded and a :class:`DiscriminatorPrefix` is
+    returned (the partial ImageNet release: ``n_convs=4``, 12,288-d features). Eval mode, on the CPU.
+    """
+    run = _run_for(model, run)
+    path = released_file(weights, run["model"], "D")
+    with torch.random.fork_rng(devices=[]):
+        _, netD = models.build_models(run)
+    load_params(netD, read_param_list(path), source=str(path), n_convs=n_convs)
+    net = DiscriminatorPrefix(netD, n_convs) if n_convs is not None else netD
+    return net.eval()
+
+
+def write_theano_params(net: nn.Module, jl_path: io.PathLike) -> list[Path]:
+    """Write ``net``'s parameters in the released layout: ``jl_path`` (list pickle) plus ``jl_path``_NN.npy.
+
+    Returns the files written (each atomically; the ``.jl`` last, so it never names arrays not yet written).
+    """
+    jl_path = Path(jl_path)
+    params = dict(net.named_parameters())
+    written = []
+    names = []
+    for s in theano_slots(net):
+        name = f"{jl_path.name}_{s.index + 1:02d}.npy"
+        io.save_npy(jl_path.parent / name, to_theano(s.kind, params[s.name]))
+        names.append(name)
+        written.append(jl_path.parent / name)
+    with io.atomic_path(jl_path) as tmp:
+        tmp.write_bytes(_list_pickle(names))
+    return [*written, jl_path]
+
+
+# --- figure: samples of the authors' SVHN generator ---------------------------------------------------------
+
+
+def authors_svhn_samples(weights: io.PathLike, png: io.PathLike, pdf: io.PathLike, *, figures: dict[str, Any],
+                         common: dict[str, Any]) -> Any:
+    """Rule ``authors_svhn_samples``: a ``grid_rows x grid_cols`` sheet drawn by the authors' released SVHN G
+    (``weights``: its folder or ``200_gen_params.jl``) running in our :class:`~dcgan_repro.models.ProjectedGenerator`.
+
+    It shows that the loader's conventions (kernel flip, Linear transpose, parameter order) are right: with them
+    the released G draws house numbers. z ~ N(0, 1) (the released run's name says ``gaussian``), drawn from
+    ``figures.seed``, one batch (batch-statistics batch norm, as the authors sample).
+    """
+    from dcgan_repro import paper, plots
+
+    device = runtime.resolve_device(common.get("device", "auto"))
+    netG = load_generator(weights, "svhn32").to(device)
+    n = figures["grid_rows"] * figures["grid_cols"]
+    imgs = models.generate(netG, max(n, 2), z_dist="normal", seed=figures["seed"], device=device)[:n]
+    grid = plots.image_grid(imgs, figures["grid_cols"])
+    footer = "\n".join([
+        "Model: the authors' released SVHN DCGAN (Newmu/dcgan_code ee12b2d, "
+        "svhn_unsup_all_conv_dcgan_100z_gaussian_lr_0.0005_64mb, epoch 200), Theano weights loaded into our "
+        f"svhn32 generator (kernels flipped, Linear transposed) from {released_file(weights, 'svhn32', 'G')}.",
+        f"Data: none read here (the model was trained by the authors on SVHN). {n} samples, z ~ N(0, 1), one batch "
+        "(batch-statistics batch norm, as the authors sample).",
+        f"Preset: {common.get('preset')}. Figure seed {figures['seed']}. Code {io.code_version()}. {paper.PAPER}.",
+    ])
+    return plots.render_figure([[plots.Panel(grid)]], title="Samples of the authors' released SVHN DCGAN "
+                               "(their weights, our generator)", footer=footer, png=png, pdf=pdf)
+

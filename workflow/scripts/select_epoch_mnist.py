@@ -1,0 +1,14 @@
+"""Rule select_epoch_mnist: choose the reported epoch on the validation split (Table 3; dcgan_repro.nn_eval)."""
+
+from dcgan_repro import nn_eval, runtime
+
+log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
+nn_eval.select_epoch(
+    model_path=snakemake.input.model,  # noqa: F821
+    summary_path=snakemake.input.summary,  # noqa: F821
+    data_dir=snakemake.input.data,  # noqa: F821
+    eval_cfg=snakemake.params.eval,  # noqa: F821
+    out_path=snakemake.output[0],  # noqa: F821
+    common=snakemake.params.common,  # noqa: F821
+    run=snakemake.params.run,  # noqa: F821
+)
