@@ -12,9 +12,10 @@ config key under ``dedup:``. The stages match the workflow rules:
 2. :func:`hash_shard_job` (rule ``dedup_hash_shard``): binary codes ``relu(code) > threshold`` for the
    contiguous index range of shard ``i`` of ``n`` (:func:`shard_range`, ``np.array_split`` semantics), packed
    with ``np.packbits`` (16 bytes per image for 128 bits).
-3. :func:`gather_job` (rule ``dedup_gather``): bucket identical codes with a hash table over the packed bytes
-   (:func:`bucket_codes`: one pass, no pairwise comparison), keep the lowest index of each bucket, write the
-   de-duplicated ``lsun`` dataset, ``kept.txt``, ``removed.csv``, a contact sheet of collisions and a summary.
+3. :func:`gather_job` (rule ``dedup_gather``): bucket identical codes with a hash table over the packed codes
+   (:func:`bucket_codes`: one pass, no pairwise comparison, collisions of its 64-bit key split exactly), keep
+   the lowest index of each bucket, write the de-duplicated ``lsun`` dataset, ``kept.txt``, ``removed.csv``,
+   a contact sheet of collisions and a summary.
 
 Autoencoder input (:func:`preprocess`). "32x32 downsampled center-crops": the largest centred square of each
 image, area-averaged to ``crop`` x ``crop`` (for the 64x64 ingested LSUN images, which are already centre
@@ -59,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -305,25 +307,63 @@ def load_shards(paths: Sequence[str | Path], n: int) -> tuple[np.ndarray, dict[s
 
 # --- bucketing ------------------------------------------------------------------------------------
 
+MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (2^64 / golden ratio): x -> x * MIX is a bijection
 
-def bucket_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group identical rows of packed codes (N, B) uint8 in one pass over a hash table.
 
-    Returns ``(bucket, keep)``: ``bucket[i]`` is the bucket id of image i (ids numbered in order of first
-    appearance) and ``keep[i]`` the lowest image index in that bucket (i itself when i is kept). Linear time:
-    each row's bytes are a dict key, no pairwise comparison (Sec. 4.1.1 "linear time de-duplication").
+def _mix_words(words: np.ndarray) -> np.ndarray:
+    """(N, W) uint64 code words -> (N,) uint64 hash keys; equal rows always get equal keys.
+
+    Different rows may share a key (rarely, for real codes); :func:`bucket_codes` checks each row against the
+    first row of its bucket and splits such collisions exactly, so the mix affects speed only, never buckets.
     """
-    codes = np.ascontiguousarray(codes, dtype=np.uint8)
-    n = len(codes)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rows = codes.view(np.dtype((np.void, codes.shape[1]))).ravel()  # (N,) one opaque key per image
-    table: dict[bytes, int] = {}
-    bucket = np.fromiter((table.setdefault(k, len(table)) for k in rows.tolist()), np.int64, n)  # (N,)
+    key = words[:, 0].copy()  # (N,)
+    for j in range(1, words.shape[1]):
+        key ^= key >> np.uint64(31)
+        key ^= words[:, j] * MIX  # (N,)
+    return key
+
+
+def _first_index(bucket: np.ndarray) -> np.ndarray:
+    """keep[i] = lowest index with bucket id bucket[i], for ids numbered in order of first appearance."""
     # Ids grow in order of first appearance, so an image opens its bucket iff its id exceeds all before it.
     opens = bucket > np.maximum.accumulate(np.concatenate([[-1], bucket[:-1]]))  # (N,) bool
     first = np.flatnonzero(opens)  # (n_buckets,) lowest index of each bucket, in bucket-id order
-    return bucket, first[bucket]
+    return first[bucket]  # (N,)
+
+
+def bucket_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group identical rows of packed codes (N, B) uint8 with one hash-table pass.
+
+    Returns ``(bucket, keep)``: ``bucket[i]`` is the bucket id of image i (ids numbered in order of first
+    appearance) and ``keep[i]`` the lowest image index in that bucket (i itself when i is kept). Linear time
+    (Sec. 4.1.1 "linear time de-duplication"), no pairwise comparison: each row (zero-padded to 64-bit words,
+    two words for 128 bits) is mixed into one 64-bit key, the keys are numbered in order of first appearance
+    by ``pandas.factorize`` (a C hash table), and every row that joins an earlier row's bucket is compared word
+    by word with that row; the rows of a bucket whose key was shared by different codes are re-bucketed
+    exactly by their bytes, so the result never depends on the mix.
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    n, b = codes.shape
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if b % 8:
+        codes = np.concatenate([codes, np.zeros((n, 8 - b % 8), np.uint8)], 1)  # (N, 8W) zero-padded
+    words = codes.view(np.uint64)  # (N, W): 2 words for 128-bit codes
+    bucket = pd.factorize(_mix_words(words))[0].astype(np.int64, copy=False)  # (N,) ids by first appearance
+    keep = _first_index(bucket)  # (N,)
+    later = np.flatnonzero(keep != np.arange(n))  # rows that join a bucket opened by an earlier row
+    wrong = later[(words[later] != words[keep[later]]).any(1)]  # their key collided with a different code
+    if len(wrong):
+        shared = np.zeros(bucket.max() + 1, bool)
+        shared[bucket[wrong]] = True  # buckets that hold more than one distinct code
+        rows = np.flatnonzero(shared[bucket])  # every row of those buckets
+        table: dict[bytes, int] = {}
+        exact = codes[rows].view(np.dtype((np.void, codes.shape[1]))).ravel().tolist()  # one key per row
+        split = bucket.copy()
+        split[rows] = n + np.fromiter((table.setdefault(k, len(table)) for k in exact), np.int64, len(rows))
+        bucket = pd.factorize(split)[0].astype(np.int64, copy=False)  # renumbered by first appearance
+        keep = _first_index(bucket)
+    return bucket, keep
 
 
 def planted_scores(planted: Any, bucket: np.ndarray, kinds: Sequence[str] | None = None) -> dict[str, Any]:

@@ -85,6 +85,50 @@ def test_bucketing_equals_brute_force_reference(seed):
         assert bucket[0] == 0 and set(np.unique(bucket)) == set(range(len(groups)))  # ids in first-seen order
 
 
+def _first_seen_ids(codes: np.ndarray) -> np.ndarray:
+    """Reference bucket ids: a dict over each row's bytes, ids in order of first appearance."""
+    table: dict[bytes, int] = {}
+    return np.array([table.setdefault(row.tobytes(), len(table)) for row in codes], np.int64)
+
+
+def _keys_that_collide(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(2n, 16) uint8: n random 128-bit codes and n different codes with the same 64-bit keys (dedup._mix_words).
+
+    For two words the key is f(w0) ^ w1 * MIX with f(x) = x ^ (x >> 31), which is invertible, so a partner with
+    any second word w1' and first word f^-1(key ^ w1' * MIX) shares the key of a different code.
+    """
+    words = rng.integers(0, 2**63, (n, 2), dtype=np.uint64)
+    key = dedup._mix_words(words)  # (n,)
+    partner = np.empty_like(words)
+    partner[:, 1] = words[:, 1] ^ np.uint64(1)  # a different second word
+    target = key ^ partner[:, 1] * dedup.MIX  # f(w0') must equal this
+    x = target.copy()
+    for _ in range(3):  # inverts x ^ (x >> 31) on 64 bits (fixed point after 64 / 31 < 3 steps)
+        x = target ^ (x >> np.uint64(31))
+    partner[:, 0] = x
+    return np.concatenate([words, partner]).view(np.uint8).reshape(2 * n, 16)
+
+
+def test_bucketing_splits_colliding_hash_keys_exactly(monkeypatch):
+    rng = np.random.default_rng(0)
+    codes = _keys_that_collide(rng, 50)  # 50 keys, each shared by 2 different codes
+    codes = codes[rng.permutation(100)]
+    codes = np.concatenate([codes, codes[rng.integers(0, 100, 60)]])  # plus 60 exact copies
+    keys = dedup._mix_words(codes.view(np.uint64))
+    assert len(np.unique(keys)) == 50 and len(np.unique(codes, axis=0)) == 100  # the keys really collide
+    bucket, keep = dedup.bucket_codes(codes)
+    np.testing.assert_array_equal(bucket, _first_seen_ids(codes))
+    np.testing.assert_array_equal(keep, brute_force_buckets(codes)[1])
+    # every key equal, at several code widths (padding to 64-bit words): one bucket per distinct code still
+    monkeypatch.setattr(dedup, "_mix_words", lambda words: np.zeros(len(words), np.uint64))
+    for width in (2, 16, 20):
+        c = rng.integers(0, 3, (200, width), dtype=np.uint8)
+        bucket, keep = dedup.bucket_codes(c)
+        np.testing.assert_array_equal(bucket, _first_seen_ids(c))
+        np.testing.assert_array_equal(keep, brute_force_buckets(c)[1])
+        assert bucket.dtype == keep.dtype == np.int64
+
+
 def test_bucketing_an_empty_collection():
     bucket, keep = dedup.bucket_codes(np.zeros((0, 16), np.uint8))
     assert bucket.shape == keep.shape == (0,)
