@@ -7,11 +7,20 @@ as rule ``nn_eval_generated`` does (``--generator dcgan``: the MNIST conditional
 model.pt or a seeded untrained one of the paper's size, batches of 128, balanced labels, ``--precision``
 autocast, 8-bit samples), or streams MNIST-like digits (``--generator synthetic``: real training digits shifted
 by up to 1 px with 8-bit noise), through our exact search, and runs scikit-learn's
-``KNeighborsClassifier(n_neighbors=1)`` on a prefix both can hold. It prints generation and search rates, the
-total time and its extrapolation to 10M, the speed ratio at the shared size, peak RSS, and checks that both
-give the same predictions (and the same neighbours and distances).
+``KNeighborsClassifier(n_neighbors=1)`` on a prefix both can hold. It prints generation and search time
+separately and per 1M references, the total and its extrapolation to 10M at the measured thread count (and, on
+1 thread, the ideal 2-thread figure, marked as not measured), the speed ratio at the shared size, peak RSS, and
+checks that both give the same predictions (and the same neighbours and distances). ``--plain-generation``
+samples through the module forward instead of ``models.CondDCGANSampler``, to time the difference.
 
-    python benchmarks/bench_nn_eval.py                                   # 200k references, a few min on 2 cores
+Measured (1 thread of a 2-core Xeon with AVX512-BF16, no AMX, the other core running someone else's job, so
+absolute numbers drift by up to ~1.5x between runs; 32,768 samples x 10k queries, the two runs back to back):
+module forward in bf16 + bf16 candidate pass (the old defaults) 732 us/sample + 317 us/reference, 176 min
+extrapolated to 10M; CondDCGANSampler in fp32 + fp32 candidate pass (now the defaults on such a CPU) 454 + 224
+us, 114 min on 1 thread (57 min on 2 only if scaling were perfect: not measured). Issue 3's target (< 20 min on
+2 cores) is not met. Peak RSS 1.3 GB. sklearn brute force on 20k references: ours 3.5x faster, same predictions.
+
+    python benchmarks/bench_nn_eval.py --threads 1 --n-ref 32768          # ~1 min on one core
     python benchmarks/bench_nn_eval.py --n-ref 10000000 --n-sklearn 0    # the full @10M size
     python benchmarks/bench_nn_eval.py --generator synthetic --n-ref 200000   # search alone
 
@@ -72,7 +81,7 @@ def synthetic_generated(base_x: np.ndarray, base_y: np.ndarray, n: int, chunk: i
 
 
 def dcgan_generated(model: str | None, n: int, chunk: int, seed: int, device: torch.device,
-                    precision: str) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], str]:
+                    precision: str, fast: bool = True) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], str]:
     """Stream n class-conditional samples of the MNIST DCGAN exactly as ``nn_eval.evaluate_generated`` does."""
     from dcgan_repro import models
 
@@ -87,7 +96,7 @@ def dcgan_generated(model: str | None, n: int, chunk: int, seed: int, device: to
     labels = nn_eval.balanced_labels(n, netG.n_classes, seed)
     chunks = nn_eval._generated_chunks(netG.to(device).eval(), labels, z_dist=models.z_dist(run), seed=seed,
                                        batch_size=int(run["batch_size"]), chunk=chunk, device=device,
-                                       precision=precision)
+                                       precision=precision, fast=fast)
     return chunks, what
 
 
@@ -131,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="reference source: the MNIST DCGAN (generation timed) or shifted real digits")
     ap.add_argument("--model", default=None, help="model.pt of a trained MNIST run (default: untrained G)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="generation autocast (auto: bf16 on CUDA or bf16-capable CPUs, as mnist_cpu runs)")
+                    help="generation autocast (auto: bf16 where the search would pick bf16: CUDA or AMX CPUs)")
+    ap.add_argument("--plain-generation", action="store_true",
+                    help="sample through the module forward netG(z, y) instead of models.CondDCGANSampler "
+                         "(what nn_eval uses), to time the difference")
     ap.add_argument("--search", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=0, help="torch / BLAS threads (0: library default)")
@@ -156,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     if precision == "auto":
         precision = "bf16" if nn_eval.resolve_search("auto", device) == "bf16" else "fp32"
     if args.generator == "dcgan":
-        chunks, what = dcgan_generated(args.model, args.n_ref, args.chunk, args.seed, device, precision)
-        log.info("references: %s, %s generation", what, precision)
+        chunks, what = dcgan_generated(args.model, args.n_ref, args.chunk, args.seed, device, precision,
+                                       fast=not args.plain_generation)
+        log.info("references: %s, %s generation through %s", what, precision,
+                 "the module forward" if args.plain_generation else "models.CondDCGANSampler")
     else:
         chunks = synthetic_generated(train_x, train_y, args.n_ref, args.chunk, args.seed)
         log.info("references: real training digits shifted by up to 1 px with 8-bit noise (no generation)")
@@ -165,15 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     res, t_search, t_data = run_ours(query, chunks, device, search)
     t_total = time.perf_counter() - t_total
     rate = args.n_ref / t_search
+    threads = torch.get_num_threads()
     log.info("ours   : %d refs x %d queries: %.2f s search + %.2f s making the references = %.2f s total; search "
              "%.0f reference images/s (%.3g pair distances/s), references %.0f images/s; test error %.2f%%; %s",
              args.n_ref, n_q, t_search, t_data, t_total, rate, rate * n_q, args.n_ref / t_data,
              np.mean(res.label != test_y[:n_q]) * 100, res.stats)
+    per_m = 1e6 / args.n_ref
+    log.info("ours   : per 1M references (%d thread(s)): making them %.1f s (%.0f us/sample), search %.1f s "
+             "(%.0f us/reference at %d queries)", threads, t_data * per_m, t_data / args.n_ref * 1e6,
+             t_search * per_m, t_search / args.n_ref * 1e6, n_q)
     log.info("ours   : peak RSS so far %.0f MB (target < 4096 MB)", peak_rss_mb())
     scale = 1e7 / args.n_ref
-    log.info("ours   : extrapolated to 10M references x %d queries, generation included: %.1f min (search %.1f + "
-             "references %.1f); target < 20 min%s", n_q, t_total * scale / 60, t_search * scale / 60,
-             t_data * scale / 60, " (measured at full size)" if args.n_ref >= 10_000_000 else "")
+    log.info("ours   : extrapolated to 10M references x %d queries, generation included, %d thread(s) (measured "
+             "rate): %.1f min (search %.1f + references %.1f); target < 20 min on 2 cores%s", n_q, threads,
+             t_total * scale / 60, t_search * scale / 60, t_data * scale / 60,
+             " (measured at full size)" if args.n_ref >= 10_000_000 else "")
+    if threads == 1:
+        log.info("ours   : 2 threads NOT measured here: %.1f min if both stages scaled perfectly (an upper bound "
+                 "on the speed-up, not a measurement; rerun with --threads 2 on a quiet machine)",
+                 t_total * scale / 120)
 
     # 2) sklearn KNeighborsClassifier(1) against ours on the same prefix
     if args.n_sklearn > 0:

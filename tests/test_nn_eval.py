@@ -151,8 +151,8 @@ EVAL = {"sample_counts": {"50K": 200, "10M": 400}, "chunk": 64, "validation_size
 COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}
 
 
-def tiny_mnist(root, n_train=200, n_test=60, seed=0):
-    """A dataset folder in the CONTRACTS format: blurry class-dependent blobs, 28x28x1 uint8."""
+def tiny_mnist_arrays(n_train=200, n_test=60, seed=0):
+    """Blurry class-dependent blobs, 28x28x1 uint8: (train_x, train_y, test_x, test_y)."""
     rng = np.random.default_rng(seed)
     centres = rng.random((10, 28, 28, 1)) * 255
 
@@ -162,6 +162,12 @@ def tiny_mnist(root, n_train=200, n_test=60, seed=0):
         return xx, yy.astype(np.int64)
 
     (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
+    return xtr, ytr, xte, yte
+
+
+def tiny_mnist(root, n_train=200, n_test=60, seed=0):
+    """A dataset folder in the CONTRACTS format: blurry class-dependent blobs, 28x28x1 uint8."""
+    xtr, ytr, xte, yte = tiny_mnist_arrays(n_train, n_test, seed)
     io.write_dataset(root, "train", xtr, ytr)
     io.write_dataset(root, "test", xte, yte)
     io.write_json(root / "meta.json", {"name": "mnist", "splits": {"train": n_train, "test": n_test},
@@ -209,7 +215,7 @@ def test_evaluate_generated_matches_a_brute_force_recomputation(tmp_path):
     # the same samples, regenerated in one go, and a brute-force 1-NN
     netG, _, _ = models.load_checkpoint(tmp_path / "model.pt")
     labels = nn_eval.balanced_labels(200, 10, 5)
-    gen = models.generate(netG, 200, z_dist="uniform", seed=5, labels=labels, batch_size=32)
+    gen = models.generate(netG, 200, z_dist="uniform", seed=5, labels=labels, batch_size=32, fast=True)
     ref = gen.reshape(200, -1).astype(np.float32) / 255
     va = np.sort(nn_eval.validation_split(len(xtr), 40, 42)[1])
     for x, y, key in ((xte, yte, "test_error_pct"), (xtr[va], ytr[va], "validation_error_pct")):
@@ -262,7 +268,7 @@ def test_select_epoch_reads_validation_only_and_the_evaluation_scores_the_choice
     errs = {}
     for e, path in snaps.items():  # brute force: every candidate's validation error
         netG, _, _ = models.load_checkpoint(path)
-        ref = models.generate(netG, 100, z_dist="uniform", seed=5, labels=labels, batch_size=32)
+        ref = models.generate(netG, 100, z_dist="uniform", seed=5, labels=labels, batch_size=32, fast=True)
         nn, _ = brute_force(xtr[va].reshape(len(va), -1).astype(np.float32) / 255,
                             ref.reshape(100, -1).astype(np.float32) / 255)
         errs[e] = np.mean(labels[nn] != ytr[va]) * 100
@@ -299,3 +305,24 @@ def test_real_mnist_1nn_error_is_3_09_percent(shared_data, tmp_path):
     rows = {r["n_train"]: r for r in out["rows"]}
     assert rows[60000]["test_error_pct"] == pytest.approx(3.09, abs=1e-9)
     assert 3.31 <= rows[50000]["test_error_pct"] <= 3.34  # REFERENCE.md: 3.31-3.34% on 50k of them
+
+
+def test_fast_sampler_gives_the_same_1nn_as_the_module_forward():
+    """nn_eval samples the MNIST DCGAN through models.CondDCGANSampler: the plain netG(z, y) gives the same 1-NN."""
+    torch.manual_seed(1)
+    netG, _ = models.build_models({**RUN, "nz": 16, "ngf": 8})
+    labels = nn_eval.balanced_labels(600, 10, 2)
+    plain = models.generate(netG, 600, z_dist="uniform", seed=3, labels=labels, batch_size=64)
+    fast = models.generate(netG, 600, z_dist="uniform", seed=3, labels=labels, batch_size=64, fast=True)
+    assert np.abs(plain.astype(int) - fast).max() <= 1 and (plain != fast).mean() < 1e-3
+    _, _, xte, _ = tiny_mnist_arrays()
+    q = xte.reshape(len(xte), -1).astype(np.float32) / 255
+    for gen in (plain, fast):
+        res = nn_eval.nn_search_stream(q, stream(gen.reshape(600, -1).astype(np.float32) / 255, labels, 128), "cpu",
+                                       search="bf16")
+        nn, _ = brute_force(q, gen.reshape(600, -1).astype(np.float32) / 255)
+        np.testing.assert_array_equal(res.index, nn)
+        np.testing.assert_array_equal(res.label, labels[nn])
+    nn_plain, _ = brute_force(q, plain.reshape(600, -1).astype(np.float32) / 255)
+    nn_fast, _ = brute_force(q, fast.reshape(600, -1).astype(np.float32) / 255)
+    np.testing.assert_array_equal(labels[nn_plain], labels[nn_fast])
