@@ -13,12 +13,18 @@ separately and per 1M references, the total and its extrapolation to 10M at the 
 checks that both give the same predictions (and the same neighbours and distances). ``--plain-generation``
 samples through the module forward instead of ``models.CondDCGANSampler``, to time the difference.
 
+``--compare fp32,int8`` (the default) then times the search part alone for each precision on the same first
+``--n-compare`` references, back to back, and prints the speed ratio and whether the neighbours agree.
+
 Measured (1 thread of a 2-core Xeon with AVX512-BF16, no AMX, the other core running someone else's job, so
-absolute numbers drift by up to ~1.5x between runs; 32,768 samples x 10k queries, the two runs back to back):
+absolute numbers drift by up to ~1.5x between runs; 32,768 samples x 10k queries, the runs back to back):
 module forward in bf16 + bf16 candidate pass (the old defaults) 732 us/sample + 317 us/reference, 176 min
-extrapolated to 10M; CondDCGANSampler in fp32 + fp32 candidate pass (now the defaults on such a CPU) 454 + 224
-us, 114 min on 1 thread (57 min on 2 only if scaling were perfect: not measured). Issue 3's target (< 20 min on
-2 cores) is not met. Peak RSS 1.3 GB. sklearn brute force on 20k references: ours 3.5x faster, same predictions.
+extrapolated to 10M; CondDCGANSampler in fp32 + fp32 candidate pass 454 + 224 us, 114 min. Now (int8 search, the
+CPU default) two runs gave 413 + 51 and 454 + 46 us, 78 and 84 min extrapolated to 10M on 1 thread (~40 min on
+2 only if scaling were perfect: not measured); in the same runs the search part alone took 47.5 and 44.8
+us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbour for all 10k queries. Issue 3's target (< 20 min on 2 cores)
+is not met: generation is ~90% of the time. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k references: ours 12x
+faster, same predictions and neighbours.
 
     python benchmarks/bench_nn_eval.py --threads 1 --n-ref 32768          # ~1 min on one core
     python benchmarks/bench_nn_eval.py --n-ref 10000000 --n-sklearn 0    # the full @10M size
@@ -109,10 +115,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(query: np.ndarray, chunks, device: torch.device, search: str) -> tuple[nn_eval.NNResult, float, float]:
-    """(result, seconds inside the search, seconds producing the reference chunks)."""
-    nn = nn_eval.StreamingNN(query, device, search=search)
+def run_ours(query: np.ndarray, chunks, device: torch.device, search: str,
+             keep: int = 0) -> tuple[nn_eval.NNResult, float, float, list]:
+    """(result, seconds inside the search, seconds producing the reference chunks, the first ``keep`` references
+    as (x, y) chunks, for :func:`compare_searches`)."""
+    nn = nn_eval.make_nn(query, device, search=search)
     t_search = t_data = 0.0
+    kept, n_kept = [], 0
     it = iter(chunks)
     while True:
         t0 = time.perf_counter()
@@ -126,7 +135,35 @@ def run_ours(query: np.ndarray, chunks, device: torch.device, search: str) -> tu
         t2 = time.perf_counter()
         t_data += t1 - t0
         t_search += t2 - t1
-    return nn.result(), t_search, t_data
+        if n_kept < keep:
+            kept.append((x[:keep - n_kept], y[:keep - n_kept]))
+            n_kept += len(kept[-1][0])
+    return nn.result(), t_search, t_data, kept
+
+
+def compare_searches(query: np.ndarray, kept: list, device: torch.device, searches: list[str]) -> None:
+    """Time the search part alone for each precision on the same held references, back to back; check that the
+    decisions agree (int8 is exact on the grey levels, fp32 / bf16 on their fp32 roundings: see nn_eval)."""
+    n = sum(len(x) for x, _ in kept)
+    res, us = {}, {}
+    for search in searches:
+        nn = nn_eval.make_nn(query, device, search=search)
+        t0 = time.perf_counter()
+        for x, y in kept:
+            nn.update(x, y)
+        sync(device)
+        us[search] = (time.perf_counter() - t0) / n * 1e6
+        res[search] = nn.result()
+        log.info("search : %s alone on the same %d references x %d queries: %.1f us/reference", search, n,
+                 len(query), us[search])
+    base = searches[0]
+    for search in searches[1:]:
+        same_i = int((res[search].index == res[base].index).sum())
+        same_y = int((res[search].label == res[base].label).sum())
+        log.info("search : distance part %s / %s: %.2fx faster (%.1f against %.1f us/reference, same run); same "
+                 "neighbour for %d / %d queries, same label for %d; max |sqdist difference| %.2e", search, base,
+                 us[base] / us[search], us[search], us[base], same_i, len(query), same_y,
+                 float(np.abs(res[search].sqdist - res[base].sqdist).max()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,11 +177,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="reference source: the MNIST DCGAN (generation timed) or shifted real digits")
     ap.add_argument("--model", default=None, help="model.pt of a trained MNIST run (default: untrained G)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="generation autocast (auto: bf16 where the search would pick bf16: CUDA or AMX CPUs)")
+                    help="generation autocast (auto: bf16 where the search would pick bf16, i.e. CUDA; else fp32)")
     ap.add_argument("--plain-generation", action="store_true",
                     help="sample through the module forward netG(z, y) instead of models.CondDCGANSampler "
                          "(what nn_eval uses), to time the difference")
-    ap.add_argument("--search", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--search", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                    help="1-NN search (auto: int8 on a CPU, bf16 on CUDA; nn_eval.resolve_search)")
+    ap.add_argument("--compare", default="fp32,int8",
+                    help="comma-separated searches timed alone, back to back, on the first --n-compare references "
+                         "(held in memory); the first is the baseline of the printed ratios ('' to skip)")
+    ap.add_argument("--n-compare", type=int, default=32_768, help="references held for --compare")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=0, help="torch / BLAS threads (0: library default)")
     ap.add_argument("--mnist-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"),
@@ -160,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     n_q = min(args.n_query, len(test_x))
     query = test_x[:n_q].reshape(n_q, -1).astype(np.float32) / np.float32(255)  # (Q, 784)
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x {torch.get_num_threads()} threads"
-    log.info("data: %s; %d queries; device %s; %s candidate pass; peak RSS before the search %.0f MB", source, n_q,
+    log.info("data: %s; %d queries; device %s; %s search; peak RSS before the search %.0f MB", source, n_q,
              name, search, peak_rss_mb())
 
     # 1) our exact streamed 1-NN at generated size, generation included
@@ -176,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         chunks = synthetic_generated(train_x, train_y, args.n_ref, args.chunk, args.seed)
         log.info("references: real training digits shifted by up to 1 px with 8-bit noise (no generation)")
     t_total = time.perf_counter()
-    res, t_search, t_data = run_ours(query, chunks, device, search)
+    compare = [c for c in args.compare.split(",") if c]
+    for c in compare:
+        nn_eval.resolve_search(c, device)  # refuse a bad name before the long run
+    res, t_search, t_data, kept = run_ours(query, chunks, device, search, keep=args.n_compare if compare else 0)
     t_total = time.perf_counter() - t_total
     rate = args.n_ref / t_search
     threads = torch.get_num_threads()
@@ -198,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("ours   : 2 threads NOT measured here: %.1f min if both stages scaled perfectly (an upper bound "
                  "on the speed-up, not a measurement; rerun with --threads 2 on a quiet machine)",
                  t_total * scale / 120)
+    if compare:
+        compare_searches(query, kept, device, compare)
+        del kept
 
     # 2) sklearn KNeighborsClassifier(1) against ours on the same prefix
     if args.n_sklearn > 0:
@@ -205,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
         xs, ys = map(np.concatenate, zip(*synthetic_generated(train_x, train_y, args.n_sklearn, args.chunk,
                                                               args.seed)))
-        res_s, t_ours, _ = run_ours(query, [(xs[i:i + args.chunk], ys[i:i + args.chunk])
+        res_s, t_ours, _, _ = run_ours(query, [(xs[i:i + args.chunk], ys[i:i + args.chunk])
                                             for i in range(0, len(xs), args.chunk)], device, search)
         t0 = time.perf_counter()
         knn = KNeighborsClassifier(n_neighbors=1, algorithm="brute").fit(xs, ys)

@@ -1,5 +1,6 @@
 """dcgan_repro.nn_eval: the streamed 1-NN equals a brute-force float64 argmin (lowest index on ties) for fp32 and
-bf16 candidate passes, with crafted ties, near-ties and duplicates; the MNIST protocol pieces (balanced labels,
+bf16 candidate passes, with crafted ties, near-ties and duplicates; the int8 integer search equals an exact integer
+(and a float64) brute force on 8-bit images with planted ties, near-ties and duplicates; the MNIST protocol pieces (balanced labels,
 the authors' split); evaluate_real / evaluate_generated end to end on tiny data; checkpoint refusal; and, where
 ../shared/data exists, the real-MNIST 1-NN error of REFERENCE.md (3.09% with all 60k training images)."""
 
@@ -122,6 +123,134 @@ def test_bad_inputs_are_refused_with_a_clear_message():
         nn_eval.nn_search_stream(q, [(q, np.zeros(3))], search="fp16")
     with pytest.raises(ValueError, match="mnist_eval.search"):
         nn_eval.resolve_search("fast", torch.device("cpu"))
+
+
+# --- int8: exact integer search of 8-bit images ----------------------------------------------------------
+
+
+def brute_force_int(q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact reference on grey levels: integer ||q - x||^2 (int64), first (lowest) index on ties."""
+    qi, xi = q.astype(np.int64), x.astype(np.int64)
+    d = np.stack([((row[None, :] - xi) ** 2).sum(1) for row in qi])  # (Q, N) exact integers
+    idx = d.argmin(1)
+    return idx, d[np.arange(len(q)), idx]
+
+
+def brute_force_grey64(q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 brute force on the pixels k/255: sum(((q - x) / 255)^2), first index on ties."""
+    qi, xi = q.astype(np.float64), x.astype(np.float64)
+    d = np.stack([(((row[None, :] - xi) / 255.0) ** 2).sum(1) for row in qi])  # (Q, N)
+    idx = d.argmin(1)
+    return idx, d[np.arange(len(q)), idx]
+
+
+def crafted_uint8(seed: int = 0, n_q: int = 120, n: int = 1001, d: int = 784):
+    """8-bit queries and references (uint8) with exact integer ties, near-ties (1 grey unit^2 apart),
+    duplicates, a query that is a reference, and brightness varying a lot from image to image."""
+    rng = np.random.default_rng(seed)
+    q = rng.integers(40, 216, (n_q, d)).astype(np.int64)  # (Q, D)
+    level = rng.integers(0, 256, (n, 1))  # per-image brightness: the pixel sums differ widely
+    x = np.clip(level + rng.integers(-40, 41, (n, d)), 0, 255)  # (N, D)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    for k in range(0, 40, 4):  # mirrored pair x_b = 2q - x_a: the same integer distance -> the lower index wins
+        a, b = 700 + k, 100 + k
+        delta = rng.integers(-8, 9, d)
+        x[a], x[b] = q[k] + delta, q[k] - delta
+        y[a], y[b] = 1, 2
+    for k in range(1, 40, 4):  # near-tie: the higher index is nearer by exactly 1 (in units of 1/255^2)
+        a, b = 300 + k, 800 + k
+        delta = rng.integers(-8, 9, d)
+        delta[:2] = 5, 1
+        x[a] = q[k] + delta
+        x[b] = x[a]
+        x[b, :2] = q[k, :2] + [4, 3]  # pixel 0: 25 -> 16, pixel 1: 1 -> 9, so ||q - x_b||^2 = ||q - x_a||^2 - 1
+        y[a], y[b] = 3, 4
+    for k in range(2, 40, 4):  # exact duplicates at three indices
+        x[[50 + k, 500 + k, 940 + k]] = q[k] + 4
+        y[[50 + k, 500 + k, 940 + k]] = [5, 6, 7]
+    x[999] = q[3]  # a query that is a reference (distance 0)
+    return q.astype(np.uint8), x.astype(np.uint8), y
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 k/255 as the protocol hands images to the search (nn_eval._to_unit)."""
+    return a.astype(np.float32) / np.float32(255)
+
+
+@pytest.mark.parametrize("chunk,tile_elems", [(1001, None), (97, 4000), (256, 300), (1001, 1 << 12)])
+def test_int8_equals_exact_integer_and_float64_brute_force(chunk, tile_elems):
+    q, x, y = crafted_uint8()
+    idx, dint = brute_force_int(q, x)
+    res = nn_eval.nn_search_stream(unit(q), stream(unit(x), y, chunk), "cpu", search="int8", tile_elems=tile_elems)
+    np.testing.assert_array_equal(res.index, idx)
+    np.testing.assert_array_equal(res.label, y[idx])
+    np.testing.assert_array_equal(res.sqdist, dint / 255.0**2)  # the exact integer distance, correctly rounded
+    idx64, d64 = brute_force_grey64(q, x)
+    np.testing.assert_array_equal(res.index, idx64)  # float64 on k/255 decides the same, ties included
+    np.testing.assert_allclose(res.sqdist, d64, rtol=1e-13, atol=0)
+    assert res.stats["n_reference"] == len(x) and res.stats["search"] == "int8"
+    # the crafted cases came out as constructed
+    assert all(res.index[k] == 100 + k for k in range(0, 40, 4))  # mirrored tie -> lower index
+    assert all(res.index[k] == 800 + k for k in range(1, 40, 4))  # strictly nearer, higher index
+    assert all(res.index[k] == 50 + k for k in range(2, 40, 4))  # duplicates -> lowest index
+    assert res.index[3] == 999 and res.sqdist[3] == 0.0
+
+
+def test_int8_shift_correction_matters_and_is_right():
+    """a.b = a'.b' + 128 sum(a') + 128 sum(b') + 128^2 D with a' = a - 128: on images of widely varying brightness,
+    leaving the per-reference term out changes the argmin and the distances, so the exact match above and here
+    could not survive a wrong correction."""
+    q, x, y = crafted_uint8(seed=3, n_q=60, n=1001, d=200)
+    qs, xs = q.astype(np.int64) - 128, x.astype(np.int64) - 128
+    sq_q, sq_x = (q.astype(np.int64) ** 2).sum(1), (x.astype(np.int64) ** 2).sum(1)
+    dot = q.astype(np.int64) @ x.astype(np.int64).T  # (Q, N) exact a.b
+    right = qs @ xs.T + 128 * qs.sum(1)[:, None] + 128 * xs.sum(1)[None, :] + 128**2 * q.shape[1]
+    np.testing.assert_array_equal(right, dot)  # the identity itself
+    wrong = qs @ xs.T + 128 * qs.sum(1)[:, None] + 128**2 * q.shape[1]  # per-reference term left out
+    idx, dint = brute_force_int(q, x)
+    assert ((sq_q[:, None] + sq_x[None, :] - 2 * wrong).argmin(1) != idx).mean() > 0.5
+    res = nn_eval.nn_search_stream(unit(q), stream(unit(x), y, 128), "cpu", search="int8")
+    np.testing.assert_array_equal(res.index, idx)
+    np.testing.assert_array_equal(res.sqdist, dint / 255.0**2)
+
+
+def test_int8_ties_across_tiles_and_chunks_keep_the_lowest_index():
+    """Every reference at the same distance from every query: the answer is reference 0 however it is cut."""
+    rng = np.random.default_rng(5)
+    q = rng.integers(10, 246, (40, 64)).astype(np.uint8)
+    x = np.repeat(rng.integers(0, 256, (1, 64)), 300, 0).astype(np.uint8)  # (300, 64) all identical
+    for chunk, tile in ((300, None), (7, 64), (64, 100)):
+        res = nn_eval.nn_search_stream(unit(q), stream(unit(x), np.arange(300), chunk), "cpu", search="int8",
+                                       tile_elems=tile)
+        assert (res.index == 0).all() and (res.label == 0).all()
+
+
+def test_int8_and_fp32_agree_on_random_8bit_images():
+    q, x, y = crafted_uint8(seed=7, n_q=50, n=1001, d=100)
+    a = nn_eval.nn_search_stream(unit(q), stream(unit(x), y, 150), "cpu", search="int8")
+    b = nn_eval.nn_search_stream(unit(q), stream(unit(x), y, 150), "cpu", search="fp32")
+    tie_free = np.array([k % 4 != 0 or k >= 40 for k in range(len(q))])  # mirrored exact ties: fp32 rounding decides
+    np.testing.assert_array_equal(a.index[tie_free], b.index[tie_free])
+    np.testing.assert_allclose(a.sqdist, b.sqdist, rtol=1e-6)  # fp32(k/255) against k/255
+
+
+def test_int8_refuses_data_that_is_not_8bit_and_auto_picks_it_on_cpu():
+    q = unit(np.zeros((3, 8), np.uint8))
+    with pytest.raises(ValueError, match="not 8-bit images.*mnist_eval.search"):
+        nn_eval.nn_search_stream(q, [(np.full((2, 8), 0.5, np.float32), np.zeros(2))], search="int8")
+    with pytest.raises(ValueError, match="query is not 8-bit"):
+        nn_eval.nn_search_stream(np.full((2, 8), 1.5, np.float32), [(q, np.zeros(3))], search="int8")
+    bad = unit(np.zeros((2, 8), np.uint8))
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        nn_eval.nn_search_stream(q, [(bad, np.zeros(2))], search="int8")
+    with pytest.raises(ValueError, match="GreyLevelNN"):
+        nn_eval.StreamingNN(q, search="int8")
+    assert nn_eval.resolve_search("auto", torch.device("cpu")) == "int8"
+    assert nn_eval.resolve_search("auto", torch.device("cuda")) == "bf16"
+    assert nn_eval.resolve_search("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="auto, fp32, bf16, int8"):
+        nn_eval.resolve_search("int4", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("n", [10, 1000, 1003, 7])
