@@ -217,12 +217,7 @@ class StreamingNN:
 
     def update(self, x_chunk: np.ndarray | torch.Tensor, y_chunk: np.ndarray | torch.Tensor) -> None:
         """Consume one chunk of references: images (n, ...) float, labels (n,) int."""
-        x = _as_float_matrix(x_chunk, "reference chunk")
-        y = torch.as_tensor(np.asarray(y_chunk) if not isinstance(y_chunk, torch.Tensor) else y_chunk)
-        if x.shape[1] != self.d:
-            raise ValueError(f"reference chunk has {x.shape[1]} values per image, the queries have {self.d}")
-        if y.shape != (len(x),):
-            raise ValueError(f"reference chunk: {len(x)} images but labels of shape {tuple(y.shape)}")
+        x, y = _reference_chunk(x_chunk, y_chunk, self.d)
         x = x.to(self.device, torch.float32)  # (n, D)
         y = y.to(self.device, torch.int64)  # (n,)
         if not math.isfinite(float(x.sum(dtype=torch.float64))):  # one cheap pass; NaN/inf propagate
@@ -426,12 +421,7 @@ class GreyLevelNN:
 
     def update(self, x_chunk: np.ndarray | torch.Tensor, y_chunk: np.ndarray | torch.Tensor) -> None:
         """Consume one chunk of references: 8-bit images as floats k/255 (n, ...), labels (n,) int."""
-        x = _as_float_matrix(x_chunk, "reference chunk")
-        y = torch.as_tensor(np.asarray(y_chunk) if not isinstance(y_chunk, torch.Tensor) else y_chunk)
-        if x.shape[1] != self.d:
-            raise ValueError(f"reference chunk has {x.shape[1]} values per image, the queries have {self.d}")
-        if y.shape != (len(x),):
-            raise ValueError(f"reference chunk: {len(x)} images but labels of shape {tuple(y.shape)}")
+        x, y = _reference_chunk(x_chunk, y_chunk, self.d)
         n = len(x)
         x8 = _grey_levels(x.to(self.device, torch.float32), f"reference chunk starting at index {self.n_ref}")
         y = y.to(self.device, torch.int64)  # (n,)
@@ -488,6 +478,18 @@ def make_nn(query: np.ndarray | torch.Tensor, device: str | torch.device = "cpu"
     if search not in FLOAT_SEARCH:
         raise ValueError(f"search precision must be one of {', '.join(SEARCH_PRECISIONS)}, got {search!r}")
     return StreamingNN(query, device, search=search, tile_elems=tile_elems)
+
+
+def _reference_chunk(x_chunk: np.ndarray | torch.Tensor, y_chunk: np.ndarray | torch.Tensor,
+                     d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A chunk of references as an (n, d) float matrix and (n,) labels; an error when either shape is wrong."""
+    x = _as_float_matrix(x_chunk, "reference chunk")
+    y = torch.as_tensor(np.asarray(y_chunk) if not isinstance(y_chunk, torch.Tensor) else y_chunk)
+    if x.shape[1] != d:
+        raise ValueError(f"reference chunk has {x.shape[1]} values per image, the queries have {d}")
+    if y.shape != (len(x),):
+        raise ValueError(f"reference chunk: {len(x)} images but labels of shape {tuple(y.shape)}")
+    return x, y
 
 
 def _as_float_matrix(x: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:

@@ -86,20 +86,62 @@ def _linearsvc(X, y, C, **kw) -> svm.LinearModel:
     return ref.coef_, ref.intercept_
 
 
+@pytest.mark.parametrize("solver", ["torch", "dual_cd"])
 @pytest.mark.parametrize("n, f, k, C", [(3000, 300, 10, 1e-3), (3000, 300, 10, 1e-2), (2000, 200, 2, 1e-2)])
-def test_torch_solver_agrees_with_linearsvc(n, f, k, C):
+def test_our_solvers_agree_with_linearsvc(n, f, k, C, solver):
     """Parity with the reference: the same objective values (to 1e-5) and test accuracy within 0.3 points."""
     X, y = _features(n, f, k, seed=0)
     Xt, yt = _features(2000, f, k, seed=1)
     info: dict = {}
-    ours = svm.fit_l2svm(X, y, C, n_classes=k, info=info)
+    ours = svm.fit_l2svm(X, y, C, n_classes=k, solver=solver, info=info)
     ref = _linearsvc(X, y, C)
     assert info["converged"]
     np.testing.assert_allclose(svm.l2svm_objective(X, y, C, ours), svm.l2svm_objective(X, y, C, ref), rtol=1e-5)
-    np.testing.assert_allclose(info["objective"], svm.l2svm_objective(X, y, C, ours), rtol=1e-5)
+    if solver == "torch":
+        np.testing.assert_allclose(info["objective"], svm.l2svm_objective(X, y, C, ours), rtol=1e-5)
     acc_ours, acc_ref = (100 - svm.error_pct(Xt, yt, [m])[0] for m in (ours, ref))
     assert abs(acc_ours - acc_ref) <= 0.3
     assert acc_ours > 100 / k + 30  # a real classifier, not chance
+
+
+def test_dual_cd_blocks_are_exact_coordinate_descent_and_the_gram_is_shared():
+    """Blocked steps equal one-row-at-a-time coordinate descent (same seeded order); a Gram matrix passed in
+    (one per draw, shared by the C grid) gives the fit computed from X; the epochs end by the stopping rule."""
+    X, y = _features(600, 80, 5, seed=4)
+    Y = np.where(y[:, None] == np.arange(5), 1.0, -1.0)
+    Q = svm.gram_matrix(X)
+    Xa = np.c_[X.astype(np.float64), np.ones(len(X))]
+    np.testing.assert_allclose(Q, Xa @ Xa.T, rtol=1e-5)
+    one = svm._dual_cd(svm._GramRows(Q, 5), Y, 1e-2, 1e-4, 500, seed=7, block=1)
+    blocked = svm._dual_cd(svm._GramRows(Q, 5), Y, 1e-2, 1e-4, 500, seed=7, block=64)
+    streamed = svm._dual_cd(svm._StreamRows(X, 5), Y, 1e-2, 1e-4, 500, seed=7, block=64)
+    assert one["converged"] and blocked["converged"] and one["epochs"] == blocked["epochs"]
+    np.testing.assert_allclose(blocked["A"], one["A"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(streamed["A"], one["A"], atol=1e-3 * one["A"].max())  # same steps, float32 W
+    other_order = svm._dual_cd(svm._GramRows(Q, 5), Y, 1e-2, 1e-4, 500, seed=8, block=64)
+    assert not np.array_equal(other_order["A"], blocked["A"])  # the seed sets the order (the optimum is shared)
+    info: dict = {}
+    shared = svm.fit_l2svm(X, y, 1e-2, n_classes=5, solver="dual_cd", gram=Q, seed=7, info=info)
+    own = svm.fit_l2svm(X, y, 1e-2, n_classes=5, solver="dual_cd", seed=7)
+    np.testing.assert_array_equal(shared[0], own[0])
+    assert info["converged"] and info["iterations"] == blocked["epochs"]
+    with pytest.raises(ValueError, match="gram has shape"):
+        svm.fit_l2svm(X[:100], y[:100], 1e-2, n_classes=5, solver="dual_cd", gram=Q)
+    assert svm.resolve_solver("auto", 16_384) == "dual_cd" and svm.resolve_solver("auto", 16_385) == "torch"
+    # warm start along the C grid (what _fit_draws does): the same optimum in fewer epochs, Gram or streamed
+    small: dict = {}
+    svm.fit_l2svm(X, y, 5e-3, n_classes=5, solver="dual_cd", gram=Q, seed=7, info=small)  # the grid step below
+    for gram in (Q, None):
+        warm: dict = {}
+        svm.GRAM_MAX_BYTES, saved = (svm.GRAM_MAX_BYTES if gram is not None else 0), svm.GRAM_MAX_BYTES
+        try:
+            W_warm = svm.fit_l2svm(X, y, 1e-2, n_classes=5, solver="dual_cd", gram=gram, seed=7,
+                                   dual_start=small["dual"], info=warm)
+        finally:
+            svm.GRAM_MAX_BYTES = saved
+        assert warm["converged"] and warm["iterations"] < info["iterations"]
+        np.testing.assert_allclose(svm.l2svm_objective(X, y, 1e-2, W_warm), svm.l2svm_objective(X, y, 1e-2, own),
+                                   rtol=1e-6)
 
 
 def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
@@ -285,7 +327,7 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     for grid in ([], [1e-3, 0.0], [1e-3, 1e-2, 1e-3], [float("inf")]):
         with pytest.raises(ValueError, match=r"svm.c_grid = .*: needs one or more distinct positive finite"):
             svm.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
-    with pytest.raises(ValueError, match="svm.solver must be one of torch, liblinear, got 'sgd'"):
+    with pytest.raises(ValueError, match="svm.solver must be one of auto, dual_cd, torch, liblinear, got 'sgd'"):
         svm.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
     assert not out.exists()
     # features of the right length pass, with either solver
@@ -296,7 +338,9 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     for solver in svm.SOLVERS:
         res = svm.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
                                 feature_model=run, feature_pool=4)
-        assert res["feature_dim"] == 896 and res["solver"] == svm.SOLVER_NAMES[solver]
+        used = svm.resolve_solver(solver, len(Xtr))  # auto: dual_cd for this small set
+        assert res["feature_dim"] == 896 and res["solver"] == svm.SOLVER_NAMES[used]
+        assert used == ("dual_cd" if solver == "auto" else solver)
 
 
 def test_protocol_registry_matches_the_workflow():
