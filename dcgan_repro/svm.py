@@ -458,8 +458,8 @@ def _dual_cd(rows: _GramRows | _StreamRows, Y: np.ndarray, C: float, tol: float,
         epoch += 1
         order = rng.permutation(N)
         PGmax, PGmin = np.full(K, -np.inf), np.full(K, np.inf)
-        for start in range(0, N, block):
-            blk = order[start:start + block]
+        for b0 in range(0, N, block):
+            blk = order[b0:b0 + block]
             Vb, Qbb = rows.block(blk)  # (b, K) x . w at the block's start, (b, b)
             Yb, A0, iq = Y[blk], A[blk], invq[blk]
             c = A0 * Dii - 1.0  # (b, K)
@@ -510,8 +510,9 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     a class absent from ``y`` gets W = 0, b = -inf (never predicted).
 
     ``solver="dual_cd"``: :func:`_dual_cd` on the Gram matrix ``gram`` of X's rows (:func:`gram_matrix`; computed
-    here when not given, so a C grid can share one), LinearSVC(dual=True)'s algorithm and stopping rule (``tol``,
-    ``max_iter`` epochs); memory O(N^2). ``solver="auto"``: dual_cd while its Gram matrix fits
+    here when not given and it fits ``GRAM_MAX_BYTES``, so a C grid can share one; otherwise the streaming form,
+    which keeps w and reads X), LinearSVC(dual=True)'s algorithm and stopping rule (``tol``, ``max_iter``
+    epochs); memory O(N^2) with the Gram matrix. ``solver="auto"``: dual_cd while its Gram matrix fits
     ``GRAM_MAX_BYTES``, else torch.
     ``dual_start``: dual variables (N, present classes) to start from, e.g. ``info["dual"]`` of the fit for a
     smaller C on the same rows (warm start along a C grid).
@@ -526,7 +527,7 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     ``info`` (a dict) receives iterations, passes over X, objective values and wall time.
     ``solver="liblinear"``: ``sklearn.svm.LinearSVC(C=C, max_iter=max_iter, random_state=seed)``, the
     reference; it copies X (~24 bytes per value) and is refused when that cannot fit in memory.
-    ``seed`` only matters to liblinear (the torch solver is deterministic).
+    ``seed`` sets dual_cd's row order and liblinear's (the torch solver is deterministic).
     """
     solver = resolve_solver(solver, len(X))
     if not (C > 0 and math.isfinite(C)):
@@ -740,15 +741,17 @@ def _rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray | _RowSubset:
 
 def _fit_draws(Xtr: np.ndarray, ytr: np.ndarray, draws: Sequence[np.ndarray], cs: Sequence[float], n_classes: int,
                cfg: dict, device: torch.device | str = "cpu") -> list[list[LinearModel]]:
-    """models[i][j]: C = cs[i] fitted on draw j. Each draw's rows are read once for every C; with the torch
-    solver the C values are fitted in increasing order, each starting from the previous solution (warm start)."""
+    """models[i][j]: C = cs[i] fitted on draw j. The C values are fitted in increasing order; with the torch and
+    dual_cd solvers each starts from the previous solution (warm start), and dual_cd computes one Gram matrix per
+    draw for all of them."""
     models: list[list[LinearModel] | None] = [[None] * len(draws) for _ in cs]
     order = np.argsort(cs, kind="stable")  # increasing C
     for j, idx in enumerate(draws):
         idx = np.sort(idx)
         X, y = _rows(Xtr, idx), ytr[idx]
         solver = resolve_solver(cfg.get("solver", "auto"), len(idx))
-        gram = gram_matrix(X, device) if solver == "dual_cd" else None  # one per draw, shared by every C
+        fits_gram = len(idx) ** 2 * 8 <= GRAM_MAX_BYTES
+        gram = gram_matrix(X, device) if solver == "dual_cd" and fits_gram else None  # one per draw, every C
         prev: LinearModel | None = None
         info: dict = {}
         t0 = time.time()
