@@ -22,8 +22,8 @@ module forward in bf16 + bf16 candidate pass (the old defaults) 732 us/sample + 
 extrapolated to 10M; CondDCGANSampler in fp32 + fp32 candidate pass 454 + 224 us, 114 min. Now (int8 search, the
 CPU default) two runs gave 413 + 51 and 454 + 46 us, 78 and 84 min extrapolated to 10M on 1 thread (~40 min on
 2 only if scaling were perfect: not measured); in the same runs the search part alone took 47.5 and 44.8
-us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbour for all 10k queries. Issue 3's target (< 20 min on 2 cores)
-is not met: generation is ~90% of the time. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k references: ours 12x
+us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbour for all 10k queries. Issue
+3's target (< 20 min on 2 cores) is not met: generation is ~90% of the time. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k references: ours 12x
 faster, same predictions and neighbours.
 
     python benchmarks/bench_nn_eval.py --threads 1 --n-ref 32768          # ~1 min on one core

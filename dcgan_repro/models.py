@@ -371,6 +371,7 @@ class CondDCGANSampler:
         x = x.float().view(n, 784).add_(self.b4.index_select(0, y))                 # + y maps' share
         return torch.sigmoid_(x).view(n, 1, 28, 28)
 
+
 class CondDCGANDiscriminator(_Net):
     """mnist/train_cond_dcgan.py ``discrim``: [x, y maps] -> conv (ndf, 14, 14) -> LReLU -> [., y maps] -> conv
     (2ndf, 7, 7) -> BN -> LReLU -> flatten -> [., y] -> FC 1024 -> BN -> LReLU -> [., y] -> FC 1 (logit)."""

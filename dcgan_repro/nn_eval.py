@@ -534,7 +534,8 @@ def resolve_search(search: str, device: torch.device) -> str:
     the grey levels themselves with no re-check (:class:`GreyLevelNN`; refused for other data), fp32 and bf16 on
     their fp32 roundings (see the module docstring). Speed, 1 Xeon core without AMX, 10k queries, the other core
     busy: int8 search 45-48 us per reference against 172-179 for fp32 in the same runs (3.6-4.0x, 32,768
-    MNIST-DCGAN samples, benchmarks/bench_nn_eval.py); fp32 beat bf16 there (a bf16 matmul ran at ~75 GFLOP/s against ~140). On CUDA int8 is not measured, so bf16 stays the default there.
+    MNIST-DCGAN samples, benchmarks/bench_nn_eval.py); fp32 beat bf16 there (a bf16 matmul ran at ~75 GFLOP/s
+    against ~140). On CUDA int8 is not measured, so bf16 stays the default there.
     """
     if search in SEARCH_PRECISIONS:
         return search

@@ -1,7 +1,7 @@
 """dcgan_repro.nn_eval: the streamed 1-NN equals a brute-force float64 argmin (lowest index on ties) for fp32 and
 bf16 candidate passes, with crafted ties, near-ties and duplicates; the int8 integer search equals an exact integer
-(and a float64) brute force on 8-bit images with planted ties, near-ties and duplicates; the MNIST protocol pieces (balanced labels,
-the authors' split); evaluate_real / evaluate_generated end to end on tiny data; checkpoint refusal; and, where
+(and a float64) brute force on 8-bit images with planted ties, near-ties and duplicates; the MNIST protocol pieces
+(balanced labels, the authors' split); evaluate_real / evaluate_generated end to end on tiny data; checkpoint refusal; and, where
 ../shared/data exists, the real-MNIST 1-NN error of REFERENCE.md (3.09% with all 60k training images)."""
 
 from __future__ import annotations
