@@ -144,6 +144,30 @@ def test_dual_cd_blocks_are_exact_coordinate_descent_and_the_gram_is_shared():
                                    rtol=1e-6)
 
 
+def test_dual_cd_runs_its_small_products_on_one_blas_thread():
+    """The sequential steps' tiny products run with BLAS limited to one thread (several threads made the epochs
+    ~3-6x slower on a shared 2-core machine); the limit ends with the solve."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+
+    class Recording(svm._GramRows):
+        def apply(self, U: np.ndarray) -> None:
+            seen.append(blas_threads())
+            super().apply(U)
+
+    X, y = _features(200, 40, 3, seed=5)
+    Y = np.where(y[:, None] == np.arange(3), 1.0, -1.0)
+    with threadpool_limits(limits=2, user_api="blas"):  # what a 2-thread job starts with
+        before = blas_threads()
+        svm._dual_cd(Recording(svm.gram_matrix(X), 3), Y, 1e-2, 1e-4, 5, seed=0)
+        assert seen and all(t == [1] * len(before) for t in seen)
+        assert blas_threads() == before == [2] * len(before)
+
+
 def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     """Independently of liblinear: the float64 gradient of LinearSVC's objective at our solution meets the
     documented stopping rule, for the bf16-Hessian default, the exact (fp32) Hessian and the streaming path."""
