@@ -13,6 +13,9 @@ separately and per 1M references, the total and its extrapolation to 10M at the 
 checks that both give the same predictions (and the same neighbours and distances). ``--plain-generation``
 samples through the module forward instead of ``models.CondDCGANSampler``, to time the difference.
 
+With the DCGAN generator in fp32 it also prints the floor generation sets: the sampler's multiply-adds per sample
+(33.8 MFLOP at the paper's size) times 10M, at the fp32 matmul rate measured in the same run on fc2's shape.
+
 ``--compare fp32,int8`` (the default) then times the search part alone for each precision on the same first
 ``--n-compare`` references, back to back, and prints the speed ratio and whether the neighbours agree.
 
@@ -104,6 +107,26 @@ def dcgan_generated(model: str | None, n: int, chunk: int, seed: int, device: to
                                        batch_size=int(run["batch_size"]), chunk=chunk, device=device,
                                        precision=precision, fast=fast)
     return chunks, what
+
+
+def sampler_macs(ngf: int = 64, nz: int = 100, n_classes: int = 10) -> int:
+    """Multiply-adds per sample of models.CondDCGANSampler (y maps precomputed): fc1, fc2, deconv1, deconv2."""
+    fc, c2 = 16 * ngf, 2 * ngf  # 1024 hidden units, 128 channels at 7 x 7 (ngf = 64)
+    return ((nz + n_classes) * fc + fc * c2 * 49 + 49 * c2 * ngf * 25 + 196 * ngf * 25)
+
+
+def matmul_flops(device: torch.device, seconds: float = 2.0) -> float:
+    """Measured fp32 matmul rate (FLOP/s) at the current thread count, on fc2's shape at a large batch."""
+    a = torch.rand(4096, 1024, device=device)
+    b = torch.rand(1024, 6272, device=device)
+    a @ b  # warm-up
+    sync(device)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    sync(device)
+    return 2.0 * 4096 * 1024 * 6272 * n / (time.perf_counter() - t0)
 
 
 def peak_rss_mb() -> float:
@@ -243,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("ours   : 2 threads NOT measured here: %.1f min if both stages scaled perfectly (an upper bound "
                  "on the speed-up, not a measurement; rerun with --threads 2 on a quiet machine)",
                  t_total * scale / 120)
+    if args.generator == "dcgan" and precision == "fp32":
+        flop, rate_mm = 2.0 * sampler_macs(), matmul_flops(device)
+        log.info("floor  : the generator is %.1f MFLOP per sample (its matmuls and deconvs); at this run's measured "
+                 "fp32 matmul rate (%.0f GFLOP/s on %d thread(s), fc2's shape) generating 10M samples takes at least "
+                 "%.1f min before any search: %.0f%% of that rate is what generation achieved here", flop / 1e6,
+                 rate_mm / 1e9, threads, 1e7 * flop / rate_mm / 60, 100 * flop * args.n_ref / t_data / rate_mm)
     if compare:
         compare_searches(query, kept, device, compare)
         del kept

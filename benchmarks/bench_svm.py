@@ -16,11 +16,19 @@ different conv layers), then
     python benchmarks/bench_svm.py --quick        # smoke run, ~1 min: 2,000 x 2,048 side by side, 8,000 x 2,048
     python benchmarks/bench_svm.py                # the real thing (targets: < 12 GB, < 15 min on 2 CPU cores)
     python benchmarks/bench_svm.py --device cuda  # ours on a GPU (LinearSVC stays on the CPU)
+    python benchmarks/bench_svm.py --grid 4000    # the C grid on one 400-per-class-sized draw (see below)
+
+``--grid N`` times what the label-draw protocols do per draw (svm._fit_draws): the config's 7-value C grid
+(1e-4 ... 1e-2) on N rows with dual_cd, one Gram matrix shared by every C and each C warm-started from the
+previous one, against the same fits started cold (baseline, same run); ``--grid-liblinear`` adds LinearSVC over
+the grid (slow: minutes per C at 4,000 x 28,672). Test accuracy and the objective of each C are compared.
 
 Features are written under --workdir (default /tmp/bench_svm) and reused when present with the same shape.
 
 Measured on the 2-core development box (2026-12-02, quiet, ``--n-full 0``): LinearSVC 162.0 s, 3.29 GiB;
-dual_cd 36.9 s, 2.08 GiB (312 epochs): 4.39x, accuracy difference +0.00 points, objective 2.4e-8 apart.
+dual_cd 36.9 s, 2.08 GiB (312 epochs): 4.39x, accuracy difference +0.00 points, objective 2.4e-8 apart (ours on 2
+threads, liblinear has one; before dual_cd's BLAS-thread fix). ``--grid 4000 --grid-liblinear --threads 1`` (the
+other core busy), before that fix: warm 605.8 s, cold 885.3 s, LinearSVC 619.9 s, same accuracy for every C.
 Full scale (ours alone, torch TRON): did not finish within 25 min on 2 threads (2026-11-30), target missed.
 """
 
@@ -103,12 +111,69 @@ def worker(args: argparse.Namespace) -> None:
                       **{k: info[k] for k in ("iterations", "cg_steps", "passes", "converged") if k in info}}))
 
 
+def config_c_grid() -> list[float]:
+    """config.yaml's svm.c_grid (the authors' 7 values, 1e-4 ... 1e-2), the grid the protocols fit."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    return svm.check_c_grid(cfg["svm"]["c_grid"])
+
+
+def grid_worker(args: argparse.Namespace) -> None:
+    """The C grid on the first ``args.n`` rows, in this (fresh) process; prints one JSON line.
+
+    ``args.solver``: ``warm`` (what svm._fit_draws does: one Gram matrix, C increasing, each fit started from the
+    previous C's dual variables), ``cold`` (same Gram matrix, every C from zero) or ``liblinear`` (LinearSVC per C).
+    """
+    torch.set_num_threads(args.threads)
+    Xtr, ytr = make_features(Path(args.train), args.n_train_file, args.dim, seed=0)
+    Xte, yte = make_features(Path(args.test), args.n_test, args.dim, seed=1)
+    X, y = np.ascontiguousarray(Xtr[:args.n]), ytr[:args.n]
+    t0 = time.time()
+    gram = svm.gram_matrix(X) if args.solver != "liblinear" else None
+    gram_s = time.time() - t0
+    fits, info = [], {}
+    for C in sorted(config_c_grid()):
+        dual = info.get("dual") if args.solver == "warm" else None
+        info = {}
+        solver = "liblinear" if args.solver == "liblinear" else "dual_cd"
+        model = svm.fit_l2svm(X, y, C, n_classes=N_CLASSES, solver=solver, max_iter=args.max_iter, gram=gram,
+                              dual_start=dual, info=info)
+        fits.append({"C": C, "seconds": info["seconds"], "epochs": info.get("iterations"),
+                     "test_accuracy_pct": 100.0 - float(svm.error_pct(Xte, yte, [model])[0]),
+                     "objective": float(svm.l2svm_objective(X, y, C, model).sum())})
+    print(json.dumps({"mode": args.solver, "n": args.n, "gram_seconds": gram_s, "seconds": time.time() - t0,
+                      "peak_rss_gib": peak_rss_gib(), "fits": fits}))
+
+
+def run_grid(args: argparse.Namespace, train: Path, test: Path, n_file: int) -> None:
+    """--grid: warm-started vs cold (and optionally LinearSVC) over the C grid, each in a fresh process."""
+    modes = ["warm", "cold"] + (["liblinear"] if args.grid_liblinear else [])
+    res = {}
+    for mode in modes:
+        res[mode] = run_worker(args, mode, args.grid, n_file, train, test, "cpu", grid=True)
+        r = res[mode]
+        print(f"C grid, {mode:>9}, {args.grid} x {args.dim}: {r['seconds']:7.1f} s "
+              f"(Gram {r['gram_seconds']:.1f} s), peak RSS {r['peak_rss_gib']:.2f} GiB", flush=True)
+        for f in r["fits"]:
+            print(f"    C={f['C']:<7g} {f['seconds']:7.1f} s  epochs {f['epochs']}  test acc "
+                  f"{f['test_accuracy_pct']:6.2f}%  objective {f['objective']:.6g}", flush=True)
+    warm = res["warm"]
+    for mode in modes[1:]:
+        r = res[mode]
+        acc = max(abs(a["test_accuracy_pct"] - b["test_accuracy_pct"]) for a, b in zip(warm["fits"], r["fits"]))
+        rel = max(abs(a["objective"] - b["objective"]) / b["objective"] for a, b in zip(warm["fits"], r["fits"]))
+        print(f"C grid at {args.grid} x {args.dim}: speed ratio {mode} / warm-started dual_cd = "
+              f"{r['seconds'] / warm['seconds']:.2f}x; largest accuracy difference {acc:.2f} points, largest "
+              f"relative objective difference {rel:.1e}", flush=True)
+
+
 def run_worker(args: argparse.Namespace, solver: str, n: int, n_train_file: int, train: Path, test: Path,
-               device: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--solver", solver, "--n", str(n), "--n-train-file",
-           str(n_train_file), "--dim", str(args.dim), "--n-test", str(args.n_test), "--C", str(args.C),
-           "--train", str(train), "--test", str(test), "--threads", str(args.threads), "--device", device,
-           "--max-iter", str(args.max_iter)]
+               device: str, grid: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--grid-worker" if grid else "--worker", "--solver", solver, "--n", str(n),
+           "--n-train-file", str(n_train_file), "--dim", str(args.dim), "--n-test", str(args.n_test),
+           "--C", str(args.C), "--train", str(train), "--test", str(test), "--threads", str(args.threads),
+           "--device", device, "--max-iter", str(args.max_iter)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -128,17 +193,24 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="device of our solver: cpu | cuda | auto")
     ap.add_argument("--workdir", default="/tmp/bench_svm")
+    ap.add_argument("--grid", type=int, default=0,
+                    help="rows of the C-grid timing (e.g. 4000, the 400-per-class size; 0 = skip); replaces the "
+                         "side-by-side and full-scale runs")
+    ap.add_argument("--grid-liblinear", action="store_true", help="--grid: LinearSVC over the grid too (slow)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--grid-worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--solver", "--n", "--n-train-file", "--train", "--test"):  # --worker's
         ap.add_argument(hidden, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
+    if args.worker or args.grid_worker:
         args.n, args.n_train_file = int(args.n), int(args.n_train_file)
-        return worker(args)
+        return (grid_worker if args.grid_worker else worker)(args)
     if args.quick:
         args.n_full, args.n_side, args.dim, args.n_test = 8_000, 2_000, 2_048, 2_000
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    if args.grid:
+        args.n_full, args.n_side = 0, args.grid
     n_file = max(args.n_full, args.n_side)
     train, test = work / f"train_{n_file}x{args.dim}.npy", work / f"test_{args.n_test}x{args.dim}.npy"
     t0 = time.time()
@@ -155,6 +227,8 @@ def main() -> None:
             f"epochs {r['iterations']}, converged {r['converged']}" if "iterations" in r else "")
         print(fmt.format(**r, extra=extra), flush=True)
 
+    if args.grid:
+        return run_grid(args, train, test, n_file)
     if args.n_side:
         lib = run_worker(args, "liblinear", args.n_side, n_file, train, test, "cpu")
         show(lib)

@@ -627,7 +627,8 @@ def _generated_chunks(netG: torch.nn.Module, labels: np.ndarray, *, z_dist: str,
 
 
 def _error_pct(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean(pred != truth) * 100.0)
+    """Percentage of wrong labels as 100 * count / n: 389 of 10,000 reads 3.89, not 3.8899999999999997."""
+    return 100.0 * int(np.count_nonzero(pred != truth)) / max(len(truth), 1)
 
 
 def _conditional_generator(model_path: io.PathLike, device: torch.device,

@@ -224,6 +224,11 @@ def table2_svhn(svm: dict[str, Any], cnn: dict[str, Any], *, preset: str,
     return frame(rows)
 
 
+def _rounded(value: Any, digits: int) -> str:
+    """A number from a result file for a note, rounded to ``digits`` decimals; anything else as it is."""
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, preset: str,
                  data_stand_in: str | None = None) -> pd.DataFrame:
     """Table 3 rows from ``results/mnist/<run>_nn<size>.json`` files and ``results/mnist/real_nn.json``."""
@@ -248,7 +253,7 @@ def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, p
                 n_train = int(r["n_train"])
                 rows.append(measured_row(
                     f"Real Data (1-NN on {n_train:,} real training images)", q.column, q,
-                    float(r["test_error_pct"]), note=f"mean NN distance {r.get('mean_nn_distance')}",
+                    float(r["test_error_pct"]), note=f"mean NN distance {_rounded(r.get('mean_nn_distance'), 3)}",
                     prov=provenance_columns(real, preset, data_stand_in)))
             continue
         for col in paper.TABLE3_COLUMNS:
@@ -261,8 +266,8 @@ def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, p
             n = int(rec.get("n_samples") or 0)
             note = (f"ours: {n:,} generated samples, run '{rec['model']}', epoch {rec.get('epoch')}"
                     + (" (lowest validation error among the snapshots)" if rec.get("selection") else "")
-                    + f"; validation error {rec.get('validation_error_pct')}%, "
-                    f"mean NN distance {rec.get('mean_nn_distance')}")
+                    + f"; validation error {_rounded(rec.get('validation_error_pct'), 2)}%, "
+                    f"mean NN distance {_rounded(rec.get('mean_nn_distance'), 3)}")
             prov = provenance_columns(rec, preset, data_stand_in)
             # seed of the number = the training run's seed (the generated set's own seed is in the result file)
             prov.update(seed=rec.get("train_seed", prov["seed"]), epoch=rec.get("epoch"),

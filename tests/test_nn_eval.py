@@ -455,3 +455,10 @@ def test_fast_sampler_gives_the_same_1nn_as_the_module_forward():
     nn_plain, _ = brute_force(q, plain.reshape(600, -1).astype(np.float32) / 255)
     nn_fast, _ = brute_force(q, fast.reshape(600, -1).astype(np.float32) / 255)
     np.testing.assert_array_equal(labels[nn_plain], labels[nn_fast])
+
+
+def test_error_percentages_are_count_over_n_without_float_noise():
+    """389 wrong of 10,000 is recorded as 3.89 (what the tables print), not 0.0389 * 100 = 3.8899999999999997."""
+    pred, truth = np.r_[np.zeros(389), np.ones(9611)], np.ones(10_000)
+    assert nn_eval._error_pct(pred, truth) == 3.89
+    assert nn_eval._error_pct(truth, truth) == 0.0

@@ -89,6 +89,7 @@ def test_table3_and_the_stand_in_warning(tmp_path):
             gen.append(write(tmp_path / f"{run}_nn{col}.json", {
                 "model": run, "column": col, "n_samples": n, "test_error_pct": err, "epoch": 4, "seed": 0,
                 "epochs_trained": 6, "train_time_s": 90.0, "train_seed": 3, "selection": {"path": "s.json"},
+                "validation_error_pct": 3.9899999999999998, "mean_nn_distance": 4.382430786566471,
                 "stand_in": None, "provenance": prov(seed=0)}))
     real = write(tmp_path / "real_nn.json", {"rows": [{"n_train": 60000, "test_error_pct": 3.09},
                                                       {"n_train": 50000, "test_error_pct": 3.33}],
@@ -100,6 +101,7 @@ def test_table3_and_the_stand_in_warning(tmp_path):
     r = row(df, "GAN", "Test Error @50K samples")  # epochs trained, the epoch chosen, training time, train seed
     assert (r["epoch"], r["epochs_trained"], r["train_time_s"], r["seed"]) == (4, 6, 90.0, 3)
     assert "lowest validation error" in r["note"]
+    assert "validation error 3.99%, mean NN distance 4.382" in r["note"]  # rounded, not float noise
     r60 = row(df, "Real Data (1-NN on 60,000 real training images)", "Test Error @50K samples")
     assert r60["paper"] == 3.1 and r60["difference"] == pytest.approx(-0.01)
     row(df, "Real Data (1-NN on 50,000 real training images)", "Test Error @50K samples")

@@ -126,3 +126,18 @@ def test_tiny_config_runs_the_real_snakefile_end_to_end(tiny_run):
         if isinstance(rec, dict) and f.parent.name in {"svm", "mnist"}:
             prov = rec["provenance"]
             assert {"code_version", "seed", "config", "inputs", "wall_time_s"} <= set(prov), f
+
+
+def test_the_pinned_snakemake_never_runs_more_cores_than_given(tmp_path):
+    """Two 1-thread jobs that become ready together under --cores 1 run one after the other. Snakemake 9.14.8
+    ran them at once (a single ready job's cores were never deducted, then freed anyway), which oversubscribed
+    the CPU presets' training jobs; 9.27.1 does not."""
+    (tmp_path / "Snakefile").write_text(
+        'rule all:\n    input: "a.txt", "b.txt"\n'
+        'rule first:\n    output: "x.txt"\n    shell: "touch {output}"\n'
+        + "".join(f'rule {r}:\n    input: "x.txt"\n    output: "{r}.txt"\n    threads: 1\n'
+                  f'    shell: "date +%s.%N > {r}.start; sleep 2; date +%s.%N > {{output}}"\n' for r in "ab"))
+    subprocess.run([*SNAKEMAKE, "--cores", "1", "-q"], cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    spans = sorted((float((tmp_path / f"{r}.start").read_text()), float((tmp_path / f"{r}.txt").read_text()))
+                   for r in "ab")
+    assert spans[1][0] >= spans[0][1], f"jobs overlapped under --cores 1: {spans}"
