@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from snakemake.io import Namedlist
+from snakemake.iocontainers import Namedlist  # snakemake >= 9.2x (was snakemake.io)
 
 from dcgan_repro import dedup, io
 

@@ -165,7 +165,7 @@ def test_dual_cd_runs_its_small_products_on_one_blas_thread():
         before = blas_threads()
         svm._dual_cd(Recording(svm.gram_matrix(X), 3), Y, 1e-2, 1e-4, 5, seed=0)
         assert seen and all(t == [1] * len(before) for t in seen)
-        assert blas_threads() == before == [2] * len(before)
+        assert blas_threads() == before and max(before) == 2  # restored; some BLAS was at 2 (else vacuous)
 
 
 def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
