@@ -26,8 +26,10 @@ extrapolated to 10M; CondDCGANSampler in fp32 + fp32 candidate pass 454 + 224 us
 CPU default) two runs gave 413 + 51 and 454 + 46 us, 78 and 84 min extrapolated to 10M on 1 thread (~40 min on
 2 only if scaling were perfect: not measured); in the same runs the search part alone took 47.5 and 44.8
 us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbour for all 10k queries. Issue
-3's target (< 20 min on 2 cores) is not met: generation is ~90% of the time. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k references: ours 12x
-faster, same predictions and neighbours.
+3's target (< 20 min on 2 cores) is not met: generation is ~90% of the time, and its fp32 floor on this CPU
+(fp32 matmuls of fc2's shape: 92 GFLOP/s on 1 thread, 172 on 2, quiet) is 61 / 33 min for 10M samples. The
+workflow's own 10M run (2 threads, 20k queries) took 48.5 min. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k
+references: ours 12x faster, same predictions and neighbours.
 
     python benchmarks/bench_nn_eval.py --threads 1 --n-ref 32768          # ~1 min on one core
     python benchmarks/bench_nn_eval.py --n-ref 10000000 --n-sklearn 0    # the full @10M size

@@ -29,6 +29,7 @@ Measured on the 2-core development box (2026-12-02, quiet, ``--n-full 0``): Line
 dual_cd 36.9 s, 2.08 GiB (312 epochs): 4.39x, accuracy difference +0.00 points, objective 2.4e-8 apart (ours on 2
 threads, liblinear has one; before dual_cd's BLAS-thread fix). ``--grid 4000 --grid-liblinear --threads 1`` (the
 other core busy), before that fix: warm 605.8 s, cold 885.3 s, LinearSVC 619.9 s, same accuracy for every C.
+After it (quiet, ``--n-full 0``): LinearSVC 121.5 s, dual_cd 36.4 s (2 threads), 3.34x, objectives 9e-8 apart.
 Full scale (ours alone, torch TRON): did not finish within 25 min on 2 threads (2026-11-30), target missed.
 """
 
