@@ -445,8 +445,9 @@ def _dual_cd(rows: _GramRows | _StreamRows, Y: np.ndarray, C: float, tol: float,
     and convergence.
     """
     # Every product inside is tiny ((N, 64) x (64, K) per block) and runs between sequential steps: BLAS threads
-    # only add wake-up and synchronisation costs there. Measured at 4,000 rows, 1 torch thread, the other core
-    # busy: 10 epochs took 4.33 s with NumPy's OpenBLAS on its default 2 threads, 0.70 s on 1.
+    # only add wake-up and synchronisation costs there. 10 epochs at 4,000 rows with the other core busy (as when
+    # Snakemake runs other jobs): 4.33 s with NumPy's OpenBLAS on its default 2 threads, 1.2-1.5 s on 1; on an
+    # idle machine no difference (0.5-0.7 s either way).
     with threadpool_limits(limits=1, user_api="blas"):
         return _dual_cd_steps(rows, Y, C, tol, max_iter, seed, block, start)
 
