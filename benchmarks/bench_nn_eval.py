@@ -30,6 +30,11 @@ us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbou
 (fp32 matmuls of fc2's shape: 92 GFLOP/s on 1 thread, 172 on 2, quiet) is 61 / 33 min for 10M samples. The
 workflow's own 10M run (2 threads, 20k queries) took 48.5 min. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k
 references: ours 12x faster, same predictions and neighbours.
+On a 2-core AVX2-only AMD EPYC (no VNNI, no native bf16; 2026-12-02, ``--threads 2 --n-ref 32768``, int8 forced
+by the then-default ``auto``): search 4,251 us/reference in int8 against 330 in fp32 (``--compare``: 5,341 vs 330,
+same neighbour for all 10k queries), generation 808 us/sample in fp32; 844 min extrapolated to 10M. Since then
+``auto`` picks int8 only on CPUs with VNNI or AMX (``runtime.native_int8``), fp32 elsewhere: (808 + 330) us x 10M =
+~190 min on such a CPU, still far from the target; its generation floor there is 92 min (61 GFLOP/s fp32).
 
     python benchmarks/bench_nn_eval.py --threads 1 --n-ref 32768          # ~1 min on one core
     python benchmarks/bench_nn_eval.py --n-ref 10000000 --n-sklearn 0    # the full @10M size

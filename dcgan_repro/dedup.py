@@ -229,7 +229,7 @@ def train_job(data_dir: str | Path, out_path: str | Path, dedup: Mapping[str, An
         np.asarray(x[take]), crop=dedup["crop"], code_dim=dedup["code_dim"], dropout=dedup["dropout"],
         input_noise=dedup["input_noise"], normalize=dedup["normalize"], epochs=dedup["epochs"],
         batch_size=dedup["batch_size"], lr=dedup["lr"], seed=dedup["seed"], device=device,
-        precision=common.get("precision", "fp32"))
+        precision=runtime.job_precision(common, device))
     ckpt = {
         "state_dict": {k: t.cpu() for k, t in model.state_dict().items()},
         "in_dim": model.in_dim, "code_dim": model.code_dim, "dropout": model.dropout,

@@ -528,14 +528,17 @@ def nn_classify_stream(query: np.ndarray | torch.Tensor, reference_chunks: Itera
 
 
 def resolve_search(search: str, device: torch.device) -> str:
-    """``auto`` -> int8 on a CPU, bf16 on CUDA.
+    """``auto`` -> int8 on a CPU with int8 dot-product instructions (VNNI or AMX), else fp32; bf16 on a CUDA GPU
+    with native bf16, else fp32.
 
     For the protocol's data (8-bit images, every caller here) every choice gives exact decisions; int8 is exact on
     the grey levels themselves with no re-check (:class:`GreyLevelNN`; refused for other data), fp32 and bf16 on
-    their fp32 roundings (see the module docstring). Speed, 1 Xeon core without AMX, 10k queries, the other core
-    busy: int8 search 45-48 us per reference against 172-179 for fp32 in the same runs (3.6-4.0x, 32,768
-    MNIST-DCGAN samples, benchmarks/bench_nn_eval.py); fp32 beat bf16 there (a bf16 matmul ran at ~75 GFLOP/s
-    against ~140). On CUDA int8 is not measured, so bf16 stays the default there.
+    their fp32 roundings (see the module docstring). Speed, 10k queries, 32,768 MNIST-DCGAN samples,
+    benchmarks/bench_nn_eval.py: on 1 Xeon core with AVX512-VNNI/BF16 (no AMX), the other core busy, int8 search
+    45-48 us per reference against 172-179 for fp32 in the same runs (3.6-4.0x), and fp32 beat bf16 (a bf16
+    matmul ran at ~75 GFLOP/s against ~140). On an AVX2-only AMD EPYC (no VNNI, 2 threads) ``torch._int_mm``
+    falls back to a slow path: int8 4,251 us per reference against 330 for fp32 (13x slower). On CUDA int8 is not
+    measured, so bf16 stays the default there.
     """
     if search in SEARCH_PRECISIONS:
         return search
@@ -543,8 +546,8 @@ def resolve_search(search: str, device: torch.device) -> str:
         raise ValueError(f"config key 'mnist_eval.search': {search!r} is not allowed; allowed values: "
                          f"auto, {', '.join(SEARCH_PRECISIONS)}")
     if device.type == "cuda":
-        return "bf16"
-    return "int8"
+        return "bf16" if runtime.native_bf16(device) else "fp32"
+    return "int8" if runtime.native_int8(device) else "fp32"
 
 
 # --- MNIST protocol pieces -------------------------------------------------------------------------------
@@ -680,7 +683,7 @@ def select_epoch(model_path: io.PathLike, summary_path: io.PathLike, data_dir: i
     t0 = time.time()
     device = runtime.resolve_device(common["device"])
     search = resolve_search(eval_cfg.get("search", "auto"), device)
-    precision = common.get("precision", "fp32")
+    precision = runtime.job_precision(common, device)
     n = int(eval_cfg["select_samples"])
     _, final = _conditional_generator(model_path, "cpu", run)
     summary = io.read_json(summary_path)
@@ -767,7 +770,7 @@ def evaluate_generated(model_path: io.PathLike, data_dir: io.PathLike, n_samples
     log.info("1-NN on %d generated samples of %s (epoch %s): %d test + %d validation queries, %s search on %s",
              n_samples, ckpt["name"], ckpt["epoch"], n_test, len(val_idx), search, device)
     res = _search_generated(netG, ckpt, int(n_samples), query, eval_cfg, device, search,
-                            common.get("precision", "fp32"))
+                            runtime.job_precision(common, device))
     log.info("search stats: %s", res.stats)
     dist = res.dist
     out = {

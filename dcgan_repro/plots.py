@@ -309,8 +309,8 @@ def sample_sheet(model: PathLike, data_dir: PathLike | None, png: PathLike, pdf:
         log.warning("%s holds run %r, the rule asked for %r", model, ckpt["name"], run)
     n = figures["grid_rows"] * figures["grid_cols"]
     labels = np.arange(n) % netG.n_classes if netG.n_classes else None
-    imgs = models.generate(netG, max(n, 2), z_dist=models.z_dist(ckpt["run"]), seed=figures["seed"],
-                           labels=labels, device=dev, precision=common.get("precision", "fp32"))[:n]  # (n, H, W, C)
+    imgs = models.generate(netG, max(n, 2), z_dist=models.z_dist(ckpt["run"]), seed=figures["seed"], labels=labels,
+                           device=dev, precision=runtime.job_precision(common, dev))[:n]  # (n, H, W, C)
     grid = image_grid(imgs, figures["grid_cols"])
     key = figure[:5]
     suffix = f"this run: epoch {ckpt['epoch']}" if key in ("fig02", "fig03") else ""
@@ -1096,7 +1096,7 @@ def fig09_mnist_samples(dcgan: PathLike, gan: PathLike, data_dir: PathLike, png:
     for netG, ckpt, label in ((gG, ckpt_gan, "GAN baseline"), (dG, ckpt_dcgan, "DCGAN")):
         imgs = models.generate(netG, len(labels), z_dist=models.z_dist(ckpt["run"]), seed=figures["seed"],
                                labels=labels if netG.n_classes else None, device=dev,
-                               precision=common.get("precision", "fp32"))
+                               precision=runtime.job_precision(common, dev))
         panels.append(Panel(image_grid(imgs, per), f"{label} ('{ckpt['name']}')"))
     foot = footer_text([ckpt_dcgan, ckpt_gan], data_dir, preset=common["preset"], seed=figures["seed"], notes=[
         f"Rows: classes 0-{n_classes - 1}; {per} samples each; generated samples conditioned on the row's class."])

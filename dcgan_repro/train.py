@@ -348,7 +348,7 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     """
     t0 = time.time()
     device = runtime.resolve_device(common.get("device", "auto"))
-    precision = common.get("precision", "fp32")
+    precision = runtime.job_precision(common, device)
     runtime.seed_everything(run["seed"])
     netG, netD = models.build_models(run)
     x, y, data_meta = _load_data(data_dir, run, name, netG, holdout)

@@ -234,7 +234,7 @@ def test_int8_and_fp32_agree_on_random_8bit_images():
     np.testing.assert_allclose(a.sqdist, b.sqdist, rtol=1e-6)  # fp32(k/255) against k/255
 
 
-def test_int8_refuses_data_that_is_not_8bit_and_auto_picks_it_on_cpu():
+def test_int8_refuses_data_that_is_not_8bit_and_auto_picks_it_where_the_cpu_has_int8_dot_products(monkeypatch):
     q = unit(np.zeros((3, 8), np.uint8))
     with pytest.raises(ValueError, match="not 8-bit images.*mnist_eval.search"):
         nn_eval.nn_search_stream(q, [(np.full((2, 8), 0.5, np.float32), np.zeros(2))], search="int8")
@@ -246,8 +246,18 @@ def test_int8_refuses_data_that_is_not_8bit_and_auto_picks_it_on_cpu():
         nn_eval.nn_search_stream(q, [(bad, np.zeros(2))], search="int8")
     with pytest.raises(ValueError, match="GreyLevelNN"):
         nn_eval.StreamingNN(q, search="int8")
-    assert nn_eval.resolve_search("auto", torch.device("cpu")) == "int8"
-    assert nn_eval.resolve_search("auto", torch.device("cuda")) == "bf16"
+    # auto follows the hardware (measured on an AVX2-only CPU: int8 13x slower than fp32 there)
+    for int8, bf16, cpu_want, cuda_want in [(True, True, "int8", "bf16"), (False, False, "fp32", "fp32")]:
+        monkeypatch.setattr(nn_eval.runtime, "native_int8", lambda device, v=int8: v)
+        monkeypatch.setattr(nn_eval.runtime, "native_bf16", lambda device, v=bf16: v)
+        assert nn_eval.resolve_search("auto", torch.device("cpu")) == cpu_want
+        assert nn_eval.resolve_search("auto", torch.device("cuda")) == cuda_want
+    monkeypatch.undo()
+    for vnni, amx, want in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda v=vnni: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert nn_eval.runtime.native_int8("cpu") is want
+    assert nn_eval.runtime.native_int8("cuda") is False
     assert nn_eval.resolve_search("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError, match="auto, fp32, bf16, int8"):
         nn_eval.resolve_search("int4", torch.device("cpu"))

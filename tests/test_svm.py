@@ -170,7 +170,8 @@ def test_dual_cd_runs_its_small_products_on_one_blas_thread():
 
 def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     """Independently of liblinear: the float64 gradient of LinearSVC's objective at our solution meets the
-    documented stopping rule, for the bf16-Hessian default, the exact (fp32) Hessian and the streaming path."""
+    documented stopping rule, for the bf16 Hessian (the default where bf16 is native), the exact (fp32) Hessian and
+    the streaming path."""
     X, y = _features(1500, 120, 4, seed=2)
     C, k = 5e-3, 4
     Xa = np.c_[X.astype(np.float64), np.ones(len(X))]  # (N, F+1): the intercept's constant feature
@@ -179,7 +180,8 @@ def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     n_pos = np.bincount(y, minlength=k)
     tol = 1e-4 * np.maximum(np.minimum(n_pos, len(y) - n_pos), 1) / len(y)
     fits = {}
-    for name, kw in {"bf16": {}, "fp32": {"hessian_dtype": None}, "stream": {"hessian_cache_bytes": 0}}.items():
+    for name, kw in {"bf16": {"hessian_dtype": torch.bfloat16}, "fp32": {"hessian_dtype": None},
+                     "stream": {"hessian_cache_bytes": 0}}.items():
         W, b = fits[name] = svm.fit_l2svm(X, y, C, n_classes=k, **kw)
         Wa = np.c_[W, b].astype(np.float64).T  # (F+1, K)
         z = Xa @ Wa
@@ -446,3 +448,15 @@ def test_supervised_cnn_on_svhn_architecture(tmp_path):
     assert res["validation_error_pct"] < 25 and res["test_error_pct"] < 25  # chance: 50%
     res2 = svm.train_supervised_cnn(d, tmp_path / "cnn2.json", cnn, cfg, run, COMMON)
     assert res2["trials"] == res["trials"]  # seeded: the same search again
+
+
+def test_auto_hessian_precision_is_the_exact_one_where_bf16_is_not_native(monkeypatch):
+    """Where bf16 would be emulated (measured on an AVX2-only CPU: half the fp32 speed), the default Hessian
+    products are X's own dtype: the same fit, bit for bit, as hessian_dtype=None."""
+    monkeypatch.setattr(svm.runtime, "native_bf16", lambda device: False)
+    X, y = _features(600, 40, 3, seed=5)
+    auto = svm.fit_l2svm(X, y, 5e-3, n_classes=3)
+    exact = svm.fit_l2svm(X, y, 5e-3, n_classes=3, hessian_dtype=None)
+    assert all(np.array_equal(a, e) for a, e in zip(auto, exact))
+    with pytest.raises(ValueError, match="hessian_dtype"):
+        svm.fit_l2svm(X, y, 5e-3, n_classes=3, hessian_dtype="bf16")

@@ -89,7 +89,7 @@ def test_bad_config_fails_at_once_naming_the_key(tmp_path):
     res = smk("-n", "--directory", str(tmp_path), "--config", "precision=fp16")
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "config key 'precision'" in out and "allowed values: fp32, bf16" in out
+    assert "config key 'precision'" in out and "allowed values: fp32, bf16, auto" in out
 
 
 def test_readme_commands_and_ci_agree():
