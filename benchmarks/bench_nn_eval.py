@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="reference source: the MNIST DCGAN (generation timed) or shifted real digits")
     ap.add_argument("--model", default=None, help="model.pt of a trained MNIST run (default: untrained G)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="generation autocast (auto: bf16 where the search would pick bf16, i.e. CUDA; else fp32)")
+                    help="generation autocast (auto: bf16 where the device has native bf16 (AMX, AVX512-BF16, "
+                         "CUDA), else fp32: what the workflow does under config precision: auto)")
     ap.add_argument("--plain-generation", action="store_true",
                     help="sample through the module forward netG(z, y) instead of models.CondDCGANSampler "
                          "(what nn_eval uses), to time the difference")
@@ -237,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1) our exact streamed 1-NN at generated size, generation included
     precision = args.precision
-    if precision == "auto":
-        precision = "bf16" if nn_eval.resolve_search("auto", device) == "bf16" else "fp32"
+    if precision == "auto":  # as the workflow's jobs under config precision: auto (presets/mnist_cpu.yaml)
+        precision = runtime.resolve_precision("auto", device)
     if args.generator == "dcgan":
         chunks, what = dcgan_generated(args.model, args.n_ref, args.chunk, args.seed, device, precision,
                                        fast=not args.plain_generation)

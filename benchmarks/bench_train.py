@@ -269,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
                     "ours": lambda k: our_loop(tmp / "npy", tmp, steps=a.steps, batch_size=a.batch_size, nz=a.nz,
                                                ngf=a.ngf, ndf=a.ndf, device=device.type, precision="fp32",
                                                seed=a.seed, tag=f"fp32_{k}")}
-        if not a.no_bf16:
+        if not a.no_bf16 and not runtime.native_bf16(device):
+            print(f"bench_train: no bf16 line: {device} has no native bf16 (it would be emulated; precision bf16 is "
+                  "refused there)")
+        elif not a.no_bf16:
             variants["ours_bf16"] = lambda k: our_loop(tmp / "npy", tmp, steps=a.steps, batch_size=a.batch_size,
                                                        nz=a.nz, ngf=a.ngf, ndf=a.ndf, device=device.type,
                                                        precision="bf16", seed=a.seed, tag=f"bf16_{k}")

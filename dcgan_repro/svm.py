@@ -94,6 +94,10 @@ _TRON_ETA = (1e-4, 0.25, 0.75)  # liblinear tron.cpp: step acceptance / trust-re
 _TRON_SIGMA = (0.25, 0.5, 4.0)  # liblinear tron.cpp: trust-region shrink / grow factors
 _TRON_EPS_CG = 0.1  # liblinear: relative accuracy of each truncated-CG Newton step
 _TRON_ALPHA_PCG = 0.01  # liblinear: diagonal preconditioner M = (1 - a) I + a diag(H)
+_NEWTON_EPS_CG = 0.5  # liblinear newton.cpp (line-search Newton, its primal solver since 2.40): CG accuracy
+_NEWTON_ETA = 0.01  # liblinear linesearch_and_update: Armijo sufficient-decrease constant
+_NEWTON_MAX_HALVINGS = 20  # liblinear: max_num_linesearch (step 1, 1/2, 1/4, ...)
+NEWTON_METHODS = ("line_search", "trust_region")
 _F32_OBJECTIVE_NOISE = 1e-6  # relative size of objective differences lost to float32 products of X
 HESSIAN_CACHE_BYTES = 4 << 30  # largest compact copy of the margin rows (bf16 50,000 x 28,672 = 2.9 GB fits)
 
@@ -135,6 +139,7 @@ class _SquaredHingeOvR:
         self.rows = _chunk_rows(self.F, device)
         self.cache_rows = max(self.rows, (64 << 20) // (2 * max(self.F, 1)))  # in-memory cache: bigger blocks
         self.g0: torch.Tensor | None = None  # gradient norms at w = 0 (K,), from the first pass
+        self.z: torch.Tensor | None = None  # (N, K) float64 decision values X_aug W^T of the last fun_grad
         self.passes = 0.0  # reads of X so far, in units of full passes (the cost measure)
         if device.type == "cuda" and not isinstance(X, torch.Tensor):
             # a GPU with room for X keeps it (5.7 GB at paper scale on a 40-80 GB card): one host transfer
@@ -167,9 +172,11 @@ class _SquaredHingeOvR:
         first = self.g0 is None  # the first pass also gets X_aug^T Y (the gradient at w = 0)
         g = torch.zeros((2 if first else 1) * K, self.F + 1, dtype=torch.float64, device=self.device)
         active = torch.empty(self.N, K, dtype=torch.bool, device=self.device)
+        self.z = torch.empty(self.N, K, dtype=torch.float64, device=self.device)  # decision values at W
         for start, xc in self.chunks():
             yc = self.Y[start:start + len(xc)]  # (n, K)
             z = (xc @ v.T).double() + b  # (n, K) decision values
+            self.z[start:start + len(xc)] = z
             act = yc * z < 1  # (n, K) rows inside the margin
             r = torch.where(act, z - yc, 0.0)  # (n, K) = d loss / d z / (2C)
             f += C * r.square().sum(0)  # (1 - y z)^2 = (z - y)^2 since y^2 = 1
@@ -180,6 +187,14 @@ class _SquaredHingeOvR:
         if first:
             self.g0 = 2 * C * g[K:].norm(dim=1)
         return f, W + 2 * C * g[:K], active, self.g0
+
+    def values(self, S: torch.Tensor) -> torch.Tensor:
+        """X_aug S^T (N, K) float64 for directions S (K, F+1): one pass, float32 products like the objective."""
+        out = torch.empty(self.N, S.shape[0], dtype=torch.float64, device=self.device)
+        v, b = S[:, :-1].to(self.dtype), S[:, -1]
+        for start, xc in self.chunks():
+            out[start:start + len(xc)] = (xc @ v.T).double() + b
+        return out
 
     def set_active(self, active: torch.Tensor) -> torch.Tensor:
         """Fix the active set of the Hessian (the accepted point's); cache its rows; return liblinear's
@@ -234,18 +249,19 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _trpcg(obj: _SquaredHingeOvR, delta: torch.Tensor, g: torch.Tensor, M: torch.Tensor,
-           run: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+           run: torch.Tensor, eps_cg: float = _TRON_EPS_CG) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """liblinear's preconditioned truncated CG for the trust-region step, for the classes in ``run`` at once.
 
-    Solves H s = -g within ||s||_M <= delta; stops a class on the boundary, on negative curvature, or when the
-    quadratic model stops improving (liblinear's Q-based rule). Vectors are (K, P), scalars (K, 1). Returns
+    Solves H s = -g within ||s||_M <= delta (inf: no trust region, as in the line-search Newton method); stops a
+    class on the boundary, on negative curvature, or when the quadratic model stops improving (liblinear's
+    Q-based rule with relative accuracy ``eps_cg``). Vectors are (K, P), scalars (K, 1). Returns
     (s, r = -g - H s, reached boundary, CG iterations = Hessian-vector passes)."""
     run = run.clone()
     s, r = torch.zeros_like(g), -g
     z = r / M
     d = z.clone()
     zTr = _dot(z, r)
-    cgtol = torch.clamp(zTr.sqrt().sqrt(), max=_TRON_EPS_CG)
+    cgtol = torch.clamp(zTr.sqrt().sqrt(), max=eps_cg)
     Q = torch.zeros_like(zTr)
     boundary = torch.zeros_like(run)
     it = 0
@@ -340,6 +356,69 @@ def _tron(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter:
             M = obj.set_active(active)
         log.debug("TRON it %d: %d CG steps, |g|/|g0| max %.2e, %d/%d classes done", it, cg_it,
                   float((gnorm / g0).max()), int(done.sum()), len(done))
+    return {"W": W, "iterations": it, "cg_steps": cg_total, "passes": obj.passes, "f": f.view(-1),
+            "grad_ratio": (gnorm / g0).view(-1), "tol": tol_k.view(-1), "converged": converged.view(-1)}
+
+
+def _line_search(obj: _SquaredHingeOvR, W: torch.Tensor, S: torch.Tensor, g: torch.Tensor, d: torch.Tensor,
+                 run: torch.Tensor) -> torch.Tensor:
+    """liblinear's backtracking line search (``linesearch_and_update``) for every class at once: the largest of
+    1, 1/2, 1/4, ... (``_NEWTON_MAX_HALVINGS`` tries) with f(w + a s) - f(w) <= eta a g.s; 0 where none is or
+    the class is not in ``run``. ``d`` = X_aug S^T (N, K): each try costs O(N K), no pass over X. The decrease
+    is computed as a difference from the stored decision values, so it is exact to float64 rounding of itself
+    (not lost in the rounding of f). Returns the step sizes (K, 1)."""
+    Y, z, C = obj.Y, obj.z, obj.C  # (N, K) each
+    gs, ws, ss = _dot(g, S), _dot(W, S), _dot(S, S)  # (K, 1)
+    loss0 = torch.where(Y * z < 1, (z - Y).square(), 0.0).sum(0).view(-1, 1)  # (K, 1)
+    alpha = torch.ones_like(gs)
+    ok = torch.zeros_like(run)
+    for _ in range(_NEWTON_MAX_HALVINGS):
+        zt = z + alpha.T * d  # (N, K)
+        loss = torch.where(Y * zt < 1, (zt - Y).square(), 0.0).sum(0).view(-1, 1)
+        decrease = alpha * ws + 0.5 * alpha.square() * ss + C * (loss - loss0)  # f(w + a s) - f(w)
+        ok |= run & (decrease <= _NEWTON_ETA * alpha * gs)
+        if bool((ok | ~run).all()):
+            break
+        alpha = torch.where(ok, alpha, 0.5 * alpha)
+    return torch.where(ok, alpha, 0.0)
+
+
+def _newton_ls(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter: int) -> dict[str, Any]:
+    """liblinear's line-search Newton method (newton.cpp, its primal solver since version 2.40; Galli & Lin
+    2021), all classes in lock-step: the diagonal-preconditioned CG step of :func:`_trpcg` with no trust region
+    and ``_NEWTON_EPS_CG``, then :func:`_line_search` along it. Per iteration: the CG passes over the margin
+    rows, one pass for X s and one for the objective and gradient at the new point. No step is ever rejected,
+    where the trust region rejects steps and shrinks after each wrong guess of its radius. Stopping rule and
+    result as :func:`_tron`."""
+    tol_k = tol_k.view(-1, 1)
+    f, g, active, g0 = obj.fun_grad(W)
+    f, g0 = f.view(-1, 1), g0.view(-1, 1)
+    gnorm = g.norm(dim=1, keepdim=True)
+    done = gnorm <= tol_k * g0
+    converged = done.clone()
+    unbounded = torch.full_like(f, float("inf"))
+    it = cg_total = 0
+    while not bool(done.all()) and it < max_iter:
+        it += 1
+        M = obj.set_active(active)
+        s, _, _, cg_it = _trpcg(obj, unbounded, g, M, ~done, eps_cg=_NEWTON_EPS_CG)
+        cg_total += cg_it
+        s = torch.where(done, 0.0, s)
+        alpha = _line_search(obj, W, s, g, obj.values(s), ~done)
+        W = W + alpha * s
+        f_new, g, active, _ = obj.fun_grad(W)  # classes with alpha = 0 keep W, so their f, g, active too
+        f_new = f_new.view(-1, 1)
+        actred = f - f_new
+        f = f_new
+        gnorm = g.norm(dim=1, keepdim=True)
+        newly = ~done & (alpha > 0) & (gnorm <= tol_k * g0)
+        converged |= newly
+        # liblinear's other exits: the line search failed, or the decrease is at rounding level
+        stalled = ~done & ((alpha == 0) | (actred.abs() <= 1e-12 * f.abs()))
+        done |= newly | stalled
+        log.debug("Newton it %d: %d CG steps, step sizes %.3g-%.3g, |g|/|g0| max %.2e, %d/%d classes done", it,
+                  cg_it, float(alpha.min()), float(alpha.max()), float((gnorm / g0).max()), int(done.sum()),
+                  len(done))
     return {"W": W, "iterations": it, "cg_steps": cg_total, "passes": obj.passes, "f": f.view(-1),
             "grad_ratio": (gnorm / g0).view(-1), "tol": tol_k.view(-1), "converged": converged.view(-1)}
 
@@ -512,8 +591,9 @@ def resolve_solver(solver: str, n_rows: int) -> str:
 def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_iter: int = 1000, seed: int = 0,
               solver: str = "torch", tol: float = SOLVER_TOL, device: torch.device | str = "cpu",
               init: LinearModel | None = None, hessian_dtype: torch.dtype | str | None = "auto",
-              hessian_cache_bytes: int = HESSIAN_CACHE_BYTES, gram: np.ndarray | None = None,
-              dual_start: np.ndarray | None = None, info: dict | None = None) -> LinearModel:
+              hessian_cache_bytes: int = HESSIAN_CACHE_BYTES, newton: str = "line_search",
+              gram: np.ndarray | None = None, dual_start: np.ndarray | None = None,
+              info: dict | None = None) -> LinearModel:
     """One-vs-rest L2-SVM (squared hinge, L2 penalty, regularised intercept): LinearSVC(C=C)'s objective.
 
     ``X``: (N, F) features (a read-only memmap is fine: it is read in row chunks, never copied), ``y``: (N,)
@@ -527,8 +607,9 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     ``GRAM_MAX_BYTES``, else torch.
     ``dual_start``: dual variables (N, present classes) to start from, e.g. ``info["dual"]`` of the fit for a
     smaller C on the same rows (warm start along a C grid).
-    ``solver="torch"``: trust-region Newton-CG as liblinear's primal solver, all classes together,
-    on ``device``. Convergence: class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N *
+    ``solver="torch"``: Newton-CG as liblinear's primal solver, all classes together, on ``device``;
+    ``newton="line_search"`` (liblinear >= 2.40's method, :func:`_newton_ls`) or ``"trust_region"`` (TRON, the
+    method before it, :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence: class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N *
     ||grad f_k(0)|| (liblinear's primal rule with LinearSVC's tol = 1e-4), or after ``max_iter`` Newton
     iterations (then a warning). ``init``: a model to start from (warm start along a C grid, same classes).
     ``hessian_dtype``: precision of the Hessian-vector products inside CG (``auto``: bfloat16 where the device
@@ -587,7 +668,9 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
         obj = _SquaredHingeOvR(X, y, classes, C, device, hessian_dtype, hessian_cache_bytes)
         n_pos = torch.as_tensor(np.bincount(np.searchsorted(classes, y), minlength=len(classes)), device=device)
         tol_k = tol * torch.clamp(torch.minimum(n_pos, len(y) - n_pos), min=1).double() / len(y)
-        res = _tron(obj, W0, tol_k, max_iter)
+        if newton not in NEWTON_METHODS:
+            raise ValueError(f"newton must be one of {', '.join(NEWTON_METHODS)}, got {newton!r}")
+        res = (_newton_ls if newton == "line_search" else _tron)(obj, W0, tol_k, max_iter)
         if not bool(res["converged"].all()):
             why = (f"svm.max_iter = {max_iter} Newton iterations" if res["iterations"] >= max_iter else
                    f"no further progress at float32 precision after {res['iterations']} Newton iterations")

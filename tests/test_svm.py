@@ -181,7 +181,7 @@ def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     tol = 1e-4 * np.maximum(np.minimum(n_pos, len(y) - n_pos), 1) / len(y)
     fits = {}
     for name, kw in {"bf16": {"hessian_dtype": torch.bfloat16}, "fp32": {"hessian_dtype": None},
-                     "stream": {"hessian_cache_bytes": 0}}.items():
+                     "stream": {"hessian_cache_bytes": 0}, "trust_region": {"newton": "trust_region"}}.items():
         W, b = fits[name] = svm.fit_l2svm(X, y, C, n_classes=k, **kw)
         Wa = np.c_[W, b].astype(np.float64).T  # (F+1, K)
         z = Xa @ Wa
@@ -190,6 +190,35 @@ def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     objective = {n: svm.l2svm_objective(X, y, C, m) for n, m in fits.items()}
     np.testing.assert_allclose(objective["bf16"], objective["fp32"], rtol=1e-6)
     np.testing.assert_allclose(objective["stream"], objective["fp32"], rtol=1e-6)
+    np.testing.assert_allclose(objective["trust_region"], objective["fp32"], rtol=1e-6)
+    with pytest.raises(ValueError, match="newton must be one of line_search, trust_region"):
+        svm.fit_l2svm(X, y, C, n_classes=k, newton="bfgs")
+
+
+def test_line_search_takes_the_largest_halving_with_sufficient_decrease():
+    """liblinear's backtracking rule, checked against the objective computed from scratch: the step taken meets
+    f(w + a s) - f(w) <= 0.01 a g.s and twice the step does not (or it is 1); a non-descent direction gets 0."""
+    X, y = _features(800, 40, 3, seed=5)
+    C = 1e-2
+    obj = svm._SquaredHingeOvR(X.astype(np.float64), y, np.arange(3), C, torch.device("cpu"), None, 1 << 30)
+    gen = torch.Generator().manual_seed(1)
+    W = 0.01 * torch.randn(3, 41, generator=gen, dtype=torch.float64)
+    f, g, _, _ = obj.fun_grad(W)
+    f = f.view(-1, 1)
+    S = -g * torch.tensor([[1.0], [40.0], [-1.0]], dtype=torch.float64)  # descent, far too long, ascent
+    alpha = svm._line_search(obj, W, S, g, obj.values(S), torch.ones(3, 1, dtype=torch.bool))
+    assert alpha[2, 0] == 0 and 0 < alpha[1, 0] < alpha[0, 0] <= 1
+
+    def f_at(a):
+        return obj.fun_grad(W + a * S)[0].view(-1, 1)
+
+    obj.fun_grad(W)
+    gs = (g * S).sum(1, keepdim=True)
+    for k in range(2):
+        a = alpha[k:k + 1]
+        assert float((f_at(alpha) - f)[k]) <= 0.01 * float(a * gs[k]) + 1e-12
+        if float(a) < 1:
+            assert float((f_at(2 * alpha) - f)[k]) > 0.01 * float(2 * a * gs[k])
 
 
 def test_warm_start_and_row_views_change_cost_not_result(tmp_path):
