@@ -87,7 +87,8 @@ SOLVERS = ("auto", "dual_cd", "torch", "liblinear")
 SOLVER_NAMES = {  # as recorded in the result JSON
     "dual_cd": "dcgan_repro.svm dual coordinate descent on the Gram matrix (liblinear's LinearSVC(dual=True) "
                "algorithm: squared hinge, one-vs-rest, L2, regularised intercept)",
-    "torch": "dcgan_repro.svm TRON (LinearSVC's objective: squared hinge, one-vs-rest, L2, regularised intercept)",
+    "torch": "dcgan_repro.svm Newton-CG with line search, liblinear >= 2.40's primal method (LinearSVC's objective: "
+             "squared hinge, one-vs-rest, L2, regularised intercept)",
     "liblinear": "sklearn.svm.LinearSVC (liblinear; squared hinge, one-vs-rest, L2, intercept)",
 }
 _TRON_ETA = (1e-4, 0.25, 0.75)  # liblinear tron.cpp: step acceptance / trust-region update thresholds
@@ -580,7 +581,7 @@ def _primal_from_dual(X: np.ndarray, AY: np.ndarray, block_bytes: int = 256 << 2
 
 
 def resolve_solver(solver: str, n_rows: int) -> str:
-    """``auto``: the dual solver when the Gram matrix of ``n_rows`` fits ``GRAM_MAX_BYTES``, else TRON."""
+    """``auto``: the dual solver when the Gram matrix of ``n_rows`` fits ``GRAM_MAX_BYTES``, else Newton-CG."""
     if solver not in SOLVERS:
         raise ValueError(f"svm.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if solver == "auto":
