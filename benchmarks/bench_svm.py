@@ -92,8 +92,13 @@ def peak_rss_gib() -> float:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One fit in this (fresh) process; prints one JSON line."""
+    """One fit in this (fresh) process; prints one JSON line (and, with --progress, the solver's per-iteration
+    log on stderr)."""
     torch.set_num_threads(args.threads)
+    if args.progress:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="  %(relativeCreated)9.0f ms  %(message)s")
     Xtr, ytr = make_features(Path(args.train), args.n_train_file, args.dim, seed=0)
     Xte, yte = make_features(Path(args.test), args.n_test, args.dim, seed=1)
     X, y = Xtr[:args.n], ytr[:args.n]
@@ -176,7 +181,10 @@ def run_worker(args: argparse.Namespace, solver: str, n: int, n_train_file: int,
            "--n-train-file", str(n_train_file), "--dim", str(args.dim), "--n-test", str(args.n_test),
            "--C", str(args.C), "--train", str(train), "--test", str(test), "--threads", str(args.threads),
            "--device", device, "--max-iter", str(args.max_iter), "--newton", args.newton]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    if args.progress:
+        cmd.append("--progress")
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
+                         stderr=None if args.progress else subprocess.PIPE)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -195,6 +203,7 @@ def main() -> None:
     ap.add_argument("--newton", default="line_search", choices=svm.NEWTON_METHODS,
                     help="the torch solver's Newton method (line_search: liblinear >= 2.40's, the default; "
                          "trust_region: TRON)")
+    ap.add_argument("--progress", action="store_true", help="show each fit's per-iteration log (stderr)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="device of our solver: cpu | cuda | auto")
     ap.add_argument("--workdir", default="/tmp/bench_svm")
