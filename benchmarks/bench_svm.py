@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -99,8 +100,6 @@ def worker(args: argparse.Namespace) -> None:
     log on stderr)."""
     torch.set_num_threads(args.threads)
     if args.progress:
-        import logging
-
         logging.basicConfig(level=logging.DEBUG, format="  %(relativeCreated)9.0f ms  %(message)s")
     Xtr, ytr = make_features(Path(args.train), args.n_train_file, args.dim, seed=0)
     Xte, yte = make_features(Path(args.test), args.n_test, args.dim, seed=1)

@@ -610,9 +610,10 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     smaller C on the same rows (warm start along a C grid).
     ``solver="torch"``: Newton-CG as liblinear's primal solver, all classes together, on ``device``;
     ``newton="line_search"`` (liblinear >= 2.40's method, :func:`_newton_ls`) or ``"trust_region"`` (TRON, the
-    method before it, :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence: class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N *
-    ||grad f_k(0)|| (liblinear's primal rule with LinearSVC's tol = 1e-4), or after ``max_iter`` Newton
-    iterations (then a warning). ``init``: a model to start from (warm start along a C grid, same classes).
+    method before it, :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence:
+    class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N * ||grad f_k(0)|| (liblinear's
+    primal rule with LinearSVC's tol = 1e-4), or after ``max_iter`` Newton iterations (then a warning).
+    ``init``: a model to start from (warm start along a C grid, same classes).
     ``hessian_dtype``: precision of the Hessian-vector products inside CG (``auto``: bfloat16 where the device
     has native bf16, :func:`runtime.native_bf16`, else X's own; None = X's own dtype, i.e. exactly liblinear's
     method; measured on an AVX2-only CPU, a 4,096 x 28,672 bf16 product ran at half the fp32 speed); the
