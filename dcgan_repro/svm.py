@@ -87,8 +87,8 @@ SOLVERS = ("auto", "dual_cd", "torch", "liblinear")
 SOLVER_NAMES = {  # as recorded in the result JSON
     "dual_cd": "dcgan_repro.svm dual coordinate descent on the Gram matrix (liblinear's LinearSVC(dual=True) "
                "algorithm: squared hinge, one-vs-rest, L2, regularised intercept)",
-    "torch": "dcgan_repro.svm Newton-CG with line search, liblinear >= 2.40's primal method (LinearSVC's objective: "
-             "squared hinge, one-vs-rest, L2, regularised intercept)",
+    "torch": "dcgan_repro.svm Newton-CG with line search, liblinear >= 2.40's primal method, each CG step refined over "
+             "the last two steps (LinearSVC's objective: squared hinge, one-vs-rest, L2, regularised intercept)",
     "liblinear": "sklearn.svm.LinearSVC (liblinear; squared hinge, one-vs-rest, L2, intercept)",
 }
 _TRON_ETA = (1e-4, 0.25, 0.75)  # liblinear tron.cpp: step acceptance / trust-region update thresholds
@@ -98,7 +98,8 @@ _TRON_ALPHA_PCG = 0.01  # liblinear: diagonal preconditioner M = (1 - a) I + a d
 _NEWTON_EPS_CG = 0.5  # liblinear newton.cpp (line-search Newton, its primal solver since 2.40): CG accuracy
 _NEWTON_ETA = 0.01  # liblinear linesearch_and_update: Armijo sufficient-decrease constant
 _NEWTON_MAX_HALVINGS = 20  # liblinear: max_num_linesearch (step 1, 1/2, 1/4, ...)
-NEWTON_METHODS = ("line_search", "trust_region")
+NEWTON_METHODS = ("subspace", "line_search", "trust_region")
+_NEWTON_MEMORY = 2  # method "subspace": previous steps in the subspace of each Newton step (2 and 5 measured alike)
 _F32_OBJECTIVE_NOISE = 1e-6  # relative size of objective differences lost to float32 products of X
 HESSIAN_CACHE_BYTES = 4 << 30  # largest compact copy of the margin rows (bf16 50,000 x 28,672 = 2.9 GB fits)
 
@@ -121,10 +122,10 @@ class _SquaredHingeOvR:
     convergence and every step's acceptance, so they are exact to float32 rounding.
 
     Hessian-vector products (the CG inner loop, most of the passes) only involve the rows inside some class's
-    margin. After every accepted step those rows are copied once into a compact cache in ``hess_dtype``
-    (bfloat16 by default where the device has it natively: half the memory traffic of float32 and ~2.5x faster
-    matmuls on CPUs with AVX512-BF16; a Newton step is only solved to 10% anyway) when it fits in
-    ``hess_cache_bytes``; otherwise the products stream X like the gradient does.
+    margin. At every accepted point those rows are copied into a compact cache in ``hess_dtype`` (bfloat16 by
+    default where the device has it natively: half the memory traffic of float32 and ~2.5x faster matmuls on CPUs
+    with AVX512-BF16; a Newton step is only solved to 10% anyway), during the pass that computes the gradient
+    there, when they fit in ``hess_cache_bytes``; otherwise the products stream X like the gradient does.
     """
 
     def __init__(self, X: np.ndarray | torch.Tensor, y: np.ndarray, classes: np.ndarray, C: float,
@@ -152,6 +153,9 @@ class _SquaredHingeOvR:
                 self.X, self.passes = resident, 0.0
         self.cache: torch.Tensor | None = None  # (n_active, F) hess_dtype: rows active in some class
         self.cache_active: torch.Tensor | None = None  # (n_active, K) bool, or (N, K) when streaming
+        self._cache_buf: torch.Tensor | None = None  # the cache's storage, reused for every active set
+        self._active_buf: torch.Tensor | None = None  # (N, K) bool storage of cache_active
+        self.M: torch.Tensor | None = None  # (K, F+1) preconditioner of the Hessian last fixed
 
     def chunks(self):
         """Yield (start, x_c) with x_c a (n_c, F) tensor on the device; a CPU memmap is viewed, never copied."""
@@ -164,9 +168,10 @@ class _SquaredHingeOvR:
                     xc = torch.from_numpy(np.ascontiguousarray(xc))
             yield start, xc.to(self.device, self.dtype, non_blocking=True)
 
-    def fun_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def fun_grad(self, W: torch.Tensor, hessian: bool = False) -> tuple[torch.Tensor, ...]:
         """One pass: objective f (K,), gradient (K, F+1), active set (N, K) bool (rows inside the margin) and
-        the gradient norm at w = 0 (K,) (liblinear's reference for the stopping rule)."""
+        the gradient norm at w = 0 (K,) (liblinear's reference for the stopping rule). ``hessian=True``: the same
+        pass also fixes the Hessian at W, as :meth:`set_active` would with a pass of its own (``self.M``)."""
         C, K = self.C, W.shape[0]
         v, b = W[:, :-1].to(self.dtype), W[:, -1]  # (K, F), (K,)
         f = 0.5 * (W * W).sum(1)  # (K,)
@@ -174,6 +179,8 @@ class _SquaredHingeOvR:
         g = torch.zeros((2 if first else 1) * K, self.F + 1, dtype=torch.float64, device=self.device)
         active = torch.empty(self.N, K, dtype=torch.bool, device=self.device)
         self.z = torch.empty(self.N, K, dtype=torch.float64, device=self.device)  # decision values at W
+        if hessian:
+            self._hessian_begin(K)
         for start, xc in self.chunks():
             yc = self.Y[start:start + len(xc)]  # (n, K)
             z = (xc @ v.T).double() + b  # (n, K) decision values
@@ -185,8 +192,12 @@ class _SquaredHingeOvR:
             g[:, :-1] += (rt.to(self.dtype) @ xc).double()  # (K or 2K, F)
             g[:, -1] += rt.sum(1)
             active[start:start + len(xc)] = act
+            if hessian:
+                self._hessian_add(xc, act)
         if first:
             self.g0 = 2 * C * g[K:].norm(dim=1)
+        if hessian:
+            self._hessian_end(active)
         return f, W + 2 * C * g[:K], active, self.g0
 
     def values(self, S: torch.Tensor) -> torch.Tensor:
@@ -198,65 +209,98 @@ class _SquaredHingeOvR:
         return out
 
     def set_active(self, active: torch.Tensor) -> torch.Tensor:
-        """Fix the active set of the Hessian (the accepted point's); cache its rows; return liblinear's
-        diagonal preconditioner (1 - a) + a diag(H) (K, F+1)."""
-        K = active.shape[1]
-        rows = active.any(1).nonzero().squeeze(1)  # (n_active,)
-        self.cache = None
-        diag = torch.zeros(K, self.F + 1, dtype=torch.float64, device=self.device)
-        if len(rows) * self.F * self.hess_dtype.itemsize <= self.hess_cache_bytes:
-            self.cache = torch.empty(len(rows), self.F, dtype=self.hess_dtype, device=self.device)
-            self.cache_active = active[rows]  # (n_active, K)
-            bounds = torch.searchsorted(rows, torch.arange(0, self.N + self.rows, self.rows, device=self.device))
-            for i, (start, xc) in enumerate(self.chunks()):
-                lo, hi = int(bounds[i]), int(bounds[i + 1])
-                if hi - lo == len(xc):  # every row of the chunk is active: one converting copy
-                    self.cache[lo:hi].copy_(xc)
-                elif hi > lo:
-                    self.cache[lo:hi].copy_(xc[rows[lo:hi] - start])
-            self.passes -= 1 - len(rows) / max(self.N, 1)  # only the active rows were read
-            for start in range(0, len(rows), self.cache_rows):
-                xc = self.cache[start:start + self.cache_rows]
-                act = self.cache_active[start:start + self.cache_rows]
-                diag[:, :-1] += (act.T.to(xc.dtype) @ xc.square()).double()  # (K, F)
-                diag[:, -1] += act.sum(0).double()
+        """Fix the active set of the Hessian (the accepted point's) in a pass of its own; cache its rows; return
+        liblinear's diagonal preconditioner (1 - a) + a diag(H) (K, F+1), also kept as ``self.M``."""
+        self._hessian_begin(active.shape[1])
+        for start, xc in self.chunks():
+            self._hessian_add(xc, active[start:start + len(xc)])
+        return self._hessian_end(active)
+
+    def _hessian_begin(self, K: int) -> None:
+        # The cache buffer is allocated once, for as many rows as ``hess_cache_bytes`` allows, and refilled at
+        # every new active set: a fresh multi-GB tensor per Newton step cost seconds of page faults at 50,000 rows.
+        capacity = min(self.N, self.hess_cache_bytes // (max(self.F, 1) * self.hess_dtype.itemsize))
+        if capacity and (self._cache_buf is None or len(self._cache_buf) < capacity):
+            self._cache_buf = None
+            self._cache_buf = torch.empty(capacity, self.F, dtype=self.hess_dtype, device=self.device)
+        if self._active_buf is None:  # activity of the cached rows, and scratch rows for the selection and squares
+            self._active_buf = torch.empty(self.N, K, dtype=torch.bool, device=self.device)
+            self._scratch = torch.empty(2, self.rows, self.F, dtype=self.dtype, device=self.device)
+        self._diag = torch.zeros(K, self.F + 1, dtype=torch.float64, device=self.device)
+        self._cached, self._overflow = 0, not capacity
+
+    def _hessian_add(self, xc: torch.Tensor, act: torch.Tensor) -> None:
+        """Add one chunk of X (its rows' activity ``act`` (n, K)) to diag(H) and, while it fits, to the cache."""
+        # Every temporary lives in preallocated buffers: fresh ones per chunk, with the small tensors kept between
+        # them, fragmented the heap by GBs over a 50,000-row pass (measured: RSS 13.4 instead of ~9 GiB).
+        rows = act.any(1).nonzero().squeeze(1)  # rows active in some class
+        n = len(rows)
+        if not n:
+            return
+        if n < len(xc):
+            xc = torch.index_select(xc, 0, rows, out=self._scratch[0, :n])
+            act = act[rows]
+        sq = torch.mul(xc, xc, out=self._scratch[1, :n])
+        self._diag[:, :-1] += (act.T.to(xc.dtype) @ sq).double()  # (K, F), in X's precision
+        self._diag[:, -1] += act.sum(0).double()
+        if not self._overflow:
+            if self._cached + n > len(self._cache_buf):
+                self._overflow = True
+            else:
+                self._cache_buf[self._cached:self._cached + n].copy_(xc)
+                self._active_buf[self._cached:self._cached + n] = act
+                self._cached += n
+
+    def _hessian_end(self, active: torch.Tensor) -> torch.Tensor:
+        if self._overflow:  # the margin rows do not fit: products stream X
+            self.cache, self.cache_active = None, active
         else:
-            self.cache_active = active
-            for start, xc in self.chunks():
-                act = active[start:start + len(xc)]
-                diag[:, :-1] += (act.T.to(xc.dtype) @ xc.square()).double()
-                diag[:, -1] += act.sum(0).double()
-        return (1 - _TRON_ALPHA_PCG) + _TRON_ALPHA_PCG * (1 + 2 * self.C * diag)
+            self.cache, self.cache_active = self._cache_buf[:self._cached], self._active_buf[:self._cached]
+        self.M = (1 - _TRON_ALPHA_PCG) + _TRON_ALPHA_PCG * (1 + 2 * self.C * self._diag)
+        return self.M
 
     def hess_vec(self, V: torch.Tensor) -> torch.Tensor:
-        """(Generalised) Hessian times V for every class: V + 2C (active * (V X_aug^T)) X_aug, on the active rows."""
+        """(Generalised) Hessian times V for every class: V + 2C (active * (V X_aug^T)) X_aug, on the active rows.
+        V is (K, F+1), or (B, K, F+1) for B vectors per class in the same pass (a pass costs about the same for
+        10 and 64 columns: it is bound by reading the rows)."""
+        shape, K = V.shape, self.Y.shape[1]
+        V = V.reshape(-1, self.F + 1)  # (B K, F+1), row b K + k
+        reps = len(V) // K
         out = torch.zeros_like(V)
         if self.cache is not None:
-            u, c = V[:, :-1].to(self.hess_dtype), V[:, -1]  # (K, F), (K,)
+            u, c = V[:, :-1].to(self.hess_dtype), V[:, -1]  # (B K, F), (B K,)
             self.passes += len(self.cache) / max(self.N, 1)
             source = ((s, self.cache[s:s + self.cache_rows]) for s in range(0, len(self.cache), self.cache_rows))
         else:
             u, c = V[:, :-1].to(self.dtype), V[:, -1]
             source = self.chunks()
+        # bf16 products are rounded to bf16 anyway: their sum is kept in float32 (measured 0.29 vs 0.37 s per
+        # product at 40,000 cached rows, with a contiguous left factor); float32/64 products are summed in float64
+        acc = torch.zeros(len(V), self.F, device=self.device,
+                          dtype=torch.float32 if u.dtype == torch.bfloat16 else torch.float64)
         for start, xc in source:
-            t = torch.where(self.cache_active[start:start + len(xc)], (xc @ u.T).double() + c, 0.0).T  # (K, n)
-            out[:, :-1] += (t.to(xc.dtype) @ xc).double()  # (K, F)
-            out[:, -1] += t.sum(1)
-        return V + 2 * self.C * out
+            act = self.cache_active[start:start + len(xc)]
+            act = act.repeat(1, reps) if reps > 1 else act
+            t = torch.where(act, (xc @ u.T).double() + c, 0.0)  # (n, B K)
+            acc += t.T.to(xc.dtype).contiguous() @ xc  # (B K, F)
+            out[:, -1] += t.sum(0)
+        out[:, :-1] = acc
+        return (V + 2 * self.C * out).view(shape)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(1, keepdim=True)  # row-wise: (K, P) x (K, P) -> (K, 1)
 
 
-def _trpcg(obj: _SquaredHingeOvR, delta: torch.Tensor, g: torch.Tensor, M: torch.Tensor,
-           run: torch.Tensor, eps_cg: float = _TRON_EPS_CG) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def _trpcg(obj: _SquaredHingeOvR, delta: torch.Tensor, g: torch.Tensor, M: torch.Tensor, run: torch.Tensor,
+           eps_cg: float = _TRON_EPS_CG, extra: torch.Tensor | None = None) -> tuple[Any, ...]:
     """liblinear's preconditioned truncated CG for the trust-region step, for the classes in ``run`` at once.
 
     Solves H s = -g within ||s||_M <= delta (inf: no trust region, as in the line-search Newton method); stops a
     class on the boundary, on negative curvature, or when the quadratic model stops improving (liblinear's
-    Q-based rule with relative accuracy ``eps_cg``). Vectors are (K, P), scalars (K, 1). Returns
-    (s, r = -g - H s, reached boundary, CG iterations = Hessian-vector passes)."""
+    Q-based rule with relative accuracy ``eps_cg``). Vectors are (K, P), scalars (K, 1). ``extra`` (B, K, P):
+    vectors multiplied by the same Hessian in the first pass (free: a pass is bound by reading the rows). Returns
+    (s, r = -g - H s, reached boundary, CG iterations = Hessian-vector passes, H extra or None)."""
     run = run.clone()
     s, r = torch.zeros_like(g), -g
     z = r / M
@@ -265,10 +309,13 @@ def _trpcg(obj: _SquaredHingeOvR, delta: torch.Tensor, g: torch.Tensor, M: torch
     cgtol = torch.clamp(zTr.sqrt().sqrt(), max=eps_cg)
     Q = torch.zeros_like(zTr)
     boundary = torch.zeros_like(run)
-    it = 0
+    it, H_extra = 0, None
+    if extra is not None:
+        H_all = obj.hess_vec(torch.cat([d[None], extra]))
+        Hd_first, H_extra = H_all[0], H_all[1:]
     while bool(run.any()) and it < max(g.shape[1], 5):
         it += 1
-        Hd = obj.hess_vec(d)
+        Hd = Hd_first if it == 1 and extra is not None else obj.hess_vec(d)
         dHd = _dot(d, Hd)
         run &= dHd > 1e-16
         alpha = torch.where(run, zTr / dHd.clamp(min=1e-300), 0.0)
@@ -293,7 +340,7 @@ def _trpcg(obj: _SquaredHingeOvR, delta: torch.Tensor, g: torch.Tensor, M: torch
         znew = _dot(z, r)
         d = torch.where(run, z + (znew / zTr.clamp(min=1e-300)) * d, d)
         zTr = torch.where(run, znew, zTr)
-    return s, r, boundary, it
+    return s, r, boundary, it, H_extra
 
 
 def _tron(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter: int) -> dict[str, Any]:
@@ -315,7 +362,7 @@ def _tron(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter:
     first = True
     while not bool(done.all()) and it < max_iter:
         it += 1
-        s, r, boundary, cg_it = _trpcg(obj, delta, g, M, ~done)
+        s, r, boundary, cg_it, _ = _trpcg(obj, delta, g, M, ~done)
         cg_total += cg_it
         W_new = W + s
         gs = _dot(g, s)
@@ -362,13 +409,15 @@ def _tron(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter:
 
 
 def _line_search(obj: _SquaredHingeOvR, W: torch.Tensor, S: torch.Tensor, g: torch.Tensor, d: torch.Tensor,
-                 run: torch.Tensor) -> torch.Tensor:
+                 run: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
     """liblinear's backtracking line search (``linesearch_and_update``) for every class at once: the largest of
     1, 1/2, 1/4, ... (``_NEWTON_MAX_HALVINGS`` tries) with f(w + a s) - f(w) <= eta a g.s; 0 where none is or
     the class is not in ``run``. ``d`` = X_aug S^T (N, K): each try costs O(N K), no pass over X. The decrease
     is computed as a difference from the stored decision values, so it is exact to float64 rounding of itself
-    (not lost in the rounding of f). Returns the step sizes (K, 1)."""
-    Y, z, C = obj.Y, obj.z, obj.C  # (N, K) each
+    (not lost in the rounding of f). ``z``: the decision values at W (default: those of the last
+    :meth:`_SquaredHingeOvR.fun_grad`). Returns the step sizes (K, 1)."""
+    Y, C = obj.Y, obj.C
+    z = obj.z if z is None else z  # (N, K)
     gs, ws, ss = _dot(g, S), _dot(W, S), _dot(S, S)  # (K, 1)
     loss0 = torch.where(Y * z < 1, (z - Y).square(), 0.0).sum(0).view(-1, 1)  # (K, 1)
     alpha = torch.ones_like(gs)
@@ -384,30 +433,62 @@ def _line_search(obj: _SquaredHingeOvR, W: torch.Tensor, S: torch.Tensor, g: tor
     return torch.where(ok, alpha, 0.0)
 
 
-def _newton_ls(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter: int) -> dict[str, Any]:
+def _subspace_step(g: torch.Tensor, s: torch.Tensor, Hs: torch.Tensor, S_old: torch.Tensor,
+                   HS_old: torch.Tensor) -> torch.Tensor:
+    """The minimiser of the quadratic model q(x) = g.x + 0.5 x.Hx over span{s, previous steps} for each class
+    (an (1 + B)-dimensional solve from the products already made); ``s`` where that does not lower q."""
+    basis, Hb = torch.cat([s[None], S_old]), torch.cat([Hs[None], HS_old])  # (1 + B, K, P)
+    G = torch.einsum("ikp,jkp->kij", basis, Hb)  # (K, 1 + B, 1 + B) projected Hessian
+    G = 0.5 * (G + G.transpose(1, 2))
+    b = torch.einsum("ikp,kp->ki", basis, g)  # (K, 1 + B)
+    c = -torch.linalg.lstsq(G, b.unsqueeze(2), rcond=1e-10, driver="gelsd").solution.squeeze(2)  # (K, 1 + B)
+    q_new = (c * b).sum(1) + 0.5 * (c.unsqueeze(1) @ G @ c.unsqueeze(2)).view(-1)
+    q_cg = b[:, 0] + 0.5 * G[:, 0, 0]
+    better = (torch.isfinite(q_new) & (q_new < q_cg)).view(-1, 1)
+    return torch.where(better, torch.einsum("ki,ikp->kp", c, basis), s)
+
+
+def _newton_ls(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_iter: int,
+               memory: int = 0) -> dict[str, Any]:
     """liblinear's line-search Newton method (newton.cpp, its primal solver since version 2.40; Galli & Lin
     2021), all classes in lock-step: the diagonal-preconditioned CG step of :func:`_trpcg` with no trust region
-    and ``_NEWTON_EPS_CG``, then :func:`_line_search` along it. Per iteration: the CG passes over the margin
-    rows, one pass for X s and one for the objective and gradient at the new point. No step is ever rejected,
-    where the trust region rejects steps and shrinks after each wrong guess of its radius. Stopping rule and
-    result as :func:`_tron`."""
+    and ``_NEWTON_EPS_CG``, then :func:`_line_search` along it. No step is ever rejected, where the trust region
+    rejects steps and shrinks after each wrong guess of its radius. Stopping rule and result as :func:`_tron`.
+
+    ``memory`` > 0 (method ``subspace``): the CG step is replaced by the minimiser of the same quadratic model
+    over it and the last ``memory`` steps (:func:`_subspace_step`; their Hessian products ride along in CG's first
+    pass). The truncated CG steps zigzag across the badly conditioned directions; the old steps carry them.
+
+    Passes per iteration: the CG passes over the margin rows, then one pass over X at the full step that gives
+    the objective, gradient and next Hessian at once. The line search needs X s: it is the difference of the
+    decision values at both points. Only when some class takes a shorter step is there a second pass."""
     tol_k = tol_k.view(-1, 1)
-    f, g, active, g0 = obj.fun_grad(W)
+    f, g, active, g0 = obj.fun_grad(W, hessian=True)
     f, g0 = f.view(-1, 1), g0.view(-1, 1)
     gnorm = g.norm(dim=1, keepdim=True)
     done = gnorm <= tol_k * g0
     converged = done.clone()
     unbounded = torch.full_like(f, float("inf"))
+    steps: list[torch.Tensor] = []  # the last `memory` steps taken (K, F+1), newest first
     it = cg_total = 0
     while not bool(done.all()) and it < max_iter:
         it += 1
-        M = obj.set_active(active)
-        s, _, _, cg_it = _trpcg(obj, unbounded, g, M, ~done, eps_cg=_NEWTON_EPS_CG)
+        extra = torch.stack(steps) if steps else None
+        s, r, _, cg_it, H_extra = _trpcg(obj, unbounded, g, obj.M, ~done, eps_cg=_NEWTON_EPS_CG, extra=extra)
         cg_total += cg_it
+        if extra is not None:
+            s = _subspace_step(g, s, -g - r, extra, H_extra)
         s = torch.where(done, 0.0, s)
-        alpha = _line_search(obj, W, s, g, obj.values(s), ~done)
+        z = obj.z  # decision values at W
+        f_full, g_full, active_full, _ = obj.fun_grad(W + s, hessian=True)  # the full step, taken when it passes
+        alpha = _line_search(obj, W, s, g, obj.z - z, ~done, z=z)
         W = W + alpha * s
-        f_new, g, active, _ = obj.fun_grad(W)  # classes with alpha = 0 keep W, so their f, g, active too
+        if bool(((alpha == 1) | done).all()):
+            f_new, g, active = f_full, g_full, active_full
+        else:  # some class backtracked (or found no step): classes with alpha = 0 keep W, so their f, g too
+            f_new, g, active, _ = obj.fun_grad(W, hessian=True)
+        if memory:
+            steps = [alpha * s, *steps][:memory]
         f_new = f_new.view(-1, 1)
         actred = f - f_new
         f = f_new
@@ -592,7 +673,7 @@ def resolve_solver(solver: str, n_rows: int) -> str:
 def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_iter: int = 1000, seed: int = 0,
               solver: str = "torch", tol: float = SOLVER_TOL, device: torch.device | str = "cpu",
               init: LinearModel | None = None, hessian_dtype: torch.dtype | str | None = "auto",
-              hessian_cache_bytes: int = HESSIAN_CACHE_BYTES, newton: str = "line_search",
+              hessian_cache_bytes: int = HESSIAN_CACHE_BYTES, newton: str = "subspace",
               gram: np.ndarray | None = None, dual_start: np.ndarray | None = None,
               info: dict | None = None) -> LinearModel:
     """One-vs-rest L2-SVM (squared hinge, L2 penalty, regularised intercept): LinearSVC(C=C)'s objective.
@@ -609,8 +690,10 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     ``dual_start``: dual variables (N, present classes) to start from, e.g. ``info["dual"]`` of the fit for a
     smaller C on the same rows (warm start along a C grid).
     ``solver="torch"``: Newton-CG as liblinear's primal solver, all classes together, on ``device``;
-    ``newton="line_search"`` (liblinear >= 2.40's method, :func:`_newton_ls`) or ``"trust_region"`` (TRON, the
-    method before it, :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence:
+    ``newton="subspace"`` (default: liblinear >= 2.40's line-search method with each truncated CG step replaced by
+    the model minimiser over it and the last two steps, :func:`_newton_ls` with memory; 1.6x faster at 10,000 x
+    28,672), ``"line_search"`` (liblinear >= 2.40's method as it is) or ``"trust_region"`` (TRON, the method
+    before it, :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence:
     class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N * ||grad f_k(0)|| (liblinear's
     primal rule with LinearSVC's tol = 1e-4), or after ``max_iter`` Newton iterations (then a warning).
     ``init``: a model to start from (warm start along a C grid, same classes).
@@ -672,7 +755,10 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
         tol_k = tol * torch.clamp(torch.minimum(n_pos, len(y) - n_pos), min=1).double() / len(y)
         if newton not in NEWTON_METHODS:
             raise ValueError(f"newton must be one of {', '.join(NEWTON_METHODS)}, got {newton!r}")
-        res = (_newton_ls if newton == "line_search" else _tron)(obj, W0, tol_k, max_iter)
+        if newton == "trust_region":
+            res = _tron(obj, W0, tol_k, max_iter)
+        else:
+            res = _newton_ls(obj, W0, tol_k, max_iter, memory=_NEWTON_MEMORY if newton == "subspace" else 0)
         if not bool(res["converged"].all()):
             why = (f"svm.max_iter = {max_iter} Newton iterations" if res["iterations"] >= max_iter else
                    f"no further progress at float32 precision after {res['iterations']} Newton iterations")

@@ -181,7 +181,8 @@ def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     tol = 1e-4 * np.maximum(np.minimum(n_pos, len(y) - n_pos), 1) / len(y)
     fits = {}
     for name, kw in {"bf16": {"hessian_dtype": torch.bfloat16}, "fp32": {"hessian_dtype": None},
-                     "stream": {"hessian_cache_bytes": 0}, "trust_region": {"newton": "trust_region"}}.items():
+                     "stream": {"hessian_cache_bytes": 0}, "line_search": {"newton": "line_search"},
+                     "trust_region": {"newton": "trust_region"}}.items():
         W, b = fits[name] = svm.fit_l2svm(X, y, C, n_classes=k, **kw)
         Wa = np.c_[W, b].astype(np.float64).T  # (F+1, K)
         z = Xa @ Wa
@@ -190,8 +191,9 @@ def test_torch_solver_reaches_the_optimum_by_its_documented_rule():
     objective = {n: svm.l2svm_objective(X, y, C, m) for n, m in fits.items()}
     np.testing.assert_allclose(objective["bf16"], objective["fp32"], rtol=1e-6)
     np.testing.assert_allclose(objective["stream"], objective["fp32"], rtol=1e-6)
+    np.testing.assert_allclose(objective["line_search"], objective["fp32"], rtol=1e-6)
     np.testing.assert_allclose(objective["trust_region"], objective["fp32"], rtol=1e-6)
-    with pytest.raises(ValueError, match="newton must be one of line_search, trust_region"):
+    with pytest.raises(ValueError, match="newton must be one of subspace, line_search, trust_region"):
         svm.fit_l2svm(X, y, C, n_classes=k, newton="bfgs")
 
 
@@ -219,6 +221,61 @@ def test_line_search_takes_the_largest_halving_with_sufficient_decrease():
         assert float((f_at(alpha) - f)[k]) <= 0.01 * float(a * gs[k]) + 1e-12
         if float(a) < 1:
             assert float((f_at(2 * alpha) - f)[k]) > 0.01 * float(2 * a * gs[k])
+
+
+def test_hessian_fixed_in_the_objective_pass_and_stacked_products_match_the_plain_ones():
+    """fun_grad(hessian=True) fixes the same Hessian as a separate set_active pass (cache, activity,
+    preconditioner), in the cache or streaming when the rows overflow it; a (B, K, P) product equals B (K, P) ones."""
+    X, y = _features(600, 30, 3, seed=4)
+    W = torch.as_tensor(np.c_[svm.fit_l2svm(X, y, 1e-2, n_classes=3)], dtype=torch.float64)  # (3, 31) the optimum
+    V = torch.randn(2, 3, 31, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    products = {}
+    for cache_bytes in (1 << 20, 200 * 30 * 4):  # all margin rows cached / they overflow: products stream X
+        fused = svm._SquaredHingeOvR(X, y, np.arange(3), 1e-2, torch.device("cpu"), None, cache_bytes)
+        plain = svm._SquaredHingeOvR(X, y, np.arange(3), 1e-2, torch.device("cpu"), None, cache_bytes)
+        _, _, active, _ = fused.fun_grad(W, hessian=True)
+        assert 200 < int(active.any(1).sum()) < 600  # some rows outside every margin, more than 200 inside
+        plain.fun_grad(W)
+        M = plain.set_active(active)
+        assert (fused.cache is None) == (plain.cache is None) == (cache_bytes < 1 << 20)
+        torch.testing.assert_close(fused.M, M, rtol=1e-6, atol=0)
+        if fused.cache is not None:
+            torch.testing.assert_close(fused.cache, plain.cache, rtol=0, atol=0)
+            torch.testing.assert_close(fused.cache_active, plain.cache_active, rtol=0, atol=0)
+        stacked = fused.hess_vec(V)
+        for b in range(2):
+            torch.testing.assert_close(stacked[b], plain.hess_vec(V[b]), rtol=1e-6, atol=1e-9)
+        products[cache_bytes] = stacked
+    torch.testing.assert_close(products[1 << 20], products[200 * 30 * 4], rtol=1e-6, atol=1e-9)
+
+
+def test_subspace_step_minimises_the_quadratic_model_over_the_old_steps():
+    """The subspace step is the model minimiser over span{s, old steps}: the Newton step itself when the span
+    holds it, the minimiser along s when the old steps add nothing, never a worse model value than the CG step."""
+    gen = torch.Generator().manual_seed(2)
+    K, P = 2, 6
+    A = torch.randn(K, P, P, generator=gen, dtype=torch.float64)
+    H = A @ A.transpose(1, 2) + torch.eye(P, dtype=torch.float64)  # (K, P, P) SPD
+
+    def hv(v):  # (B, K, P)
+        return torch.einsum("kpq,bkq->bkp", H, v)
+
+    g = torch.randn(K, P, generator=gen, dtype=torch.float64)
+    newton = -torch.linalg.solve(H, g)  # (K, P)
+    s = 0.3 * newton + 0.1 * torch.randn(K, P, generator=gen, dtype=torch.float64)  # a rough CG step
+    old = torch.stack([newton - 2 * s, torch.zeros(K, P, dtype=torch.float64)])  # spans the rest; a zero step
+    step = svm._subspace_step(g, s, hv(s[None])[0], old, hv(old))
+    torch.testing.assert_close(step, newton, rtol=1e-8, atol=1e-10)
+
+    def q(x):
+        return (g * x).sum(1) + 0.5 * (x * hv(x[None])[0]).sum(1)
+
+    useless = torch.zeros(1, K, P, dtype=torch.float64)  # span{s}: the model's minimiser along s
+    Hs = hv(s[None])[0]
+    along = -(g * s).sum(1, keepdim=True) / (s * Hs).sum(1, keepdim=True) * s
+    torch.testing.assert_close(svm._subspace_step(g, s, Hs, useless, hv(useless)), along)
+    other = torch.randn(1, K, P, generator=gen, dtype=torch.float64)
+    assert bool((q(svm._subspace_step(g, s, hv(s[None])[0], other, hv(other))) <= q(s) + 1e-12).all())
 
 
 def test_warm_start_and_row_views_change_cost_not_result(tmp_path):
