@@ -441,7 +441,9 @@ def _subspace_step(g: torch.Tensor, s: torch.Tensor, Hs: torch.Tensor, S_old: to
     G = torch.einsum("ikp,jkp->kij", basis, Hb)  # (K, 1 + B, 1 + B) projected Hessian
     G = 0.5 * (G + G.transpose(1, 2))
     b = torch.einsum("ikp,kp->ki", basis, g)  # (K, 1 + B)
-    c = -torch.linalg.lstsq(G, b.unsqueeze(2), rcond=1e-10, driver="gelsd").solution.squeeze(2)  # (K, 1 + B)
+    # tiny systems, solved on the CPU: CUDA's lstsq has no rank-revealing driver (an old step may be 0)
+    c = -torch.linalg.lstsq(G.cpu(), b.unsqueeze(2).cpu(), rcond=1e-10, driver="gelsd").solution.squeeze(2)
+    c = c.to(G.device)  # (K, 1 + B)
     q_new = (c * b).sum(1) + 0.5 * (c.unsqueeze(1) @ G @ c.unsqueeze(2)).view(-1)
     q_cg = b[:, 0] + 0.5 * G[:, 0, 0]
     better = (torch.isfinite(q_new) & (q_new < q_cg)).view(-1, 1)
