@@ -153,9 +153,14 @@ class _SquaredHingeOvR:
                 self.X, self.passes = resident, 0.0
         self.cache: torch.Tensor | None = None  # (n_active, F) hess_dtype: rows active in some class
         self.cache_active: torch.Tensor | None = None  # (n_active, K) bool, or (N, K) when streaming
-        self._cache_buf: torch.Tensor | None = None  # the cache's storage, reused for every active set
-        self._active_buf: torch.Tensor | None = None  # (N, K) bool storage of cache_active
         self.M: torch.Tensor | None = None  # (K, F+1) preconditioner of the Hessian last fixed
+        # Storage allocated once and refilled at every new active set (a fresh multi-GB cache per Newton step cost
+        # seconds of page faults at 50,000 rows; untouched pages cost no memory): the cache, for as many rows as
+        # ``hess_cache_bytes`` allows, its rows' activity, and scratch rows for the selection and the squares.
+        self._capacity = min(self.N, hess_cache_bytes // (max(self.F, 1) * self.hess_dtype.itemsize))
+        self._cache_buf = torch.empty(self._capacity, self.F, dtype=self.hess_dtype, device=device)
+        self._active_buf = torch.empty(self.N, self.Y.shape[1], dtype=torch.bool, device=device)
+        self._scratch = torch.empty(2, min(self.rows, self.N), self.F, dtype=self.dtype, device=device)
 
     def chunks(self):
         """Yield (start, x_c) with x_c a (n_c, F) tensor on the device; a CPU memmap is viewed, never copied."""
@@ -200,14 +205,6 @@ class _SquaredHingeOvR:
             self._hessian_end(active)
         return f, W + 2 * C * g[:K], active, self.g0
 
-    def values(self, S: torch.Tensor) -> torch.Tensor:
-        """X_aug S^T (N, K) float64 for directions S (K, F+1): one pass, float32 products like the objective."""
-        out = torch.empty(self.N, S.shape[0], dtype=torch.float64, device=self.device)
-        v, b = S[:, :-1].to(self.dtype), S[:, -1]
-        for start, xc in self.chunks():
-            out[start:start + len(xc)] = (xc @ v.T).double() + b
-        return out
-
     def set_active(self, active: torch.Tensor) -> torch.Tensor:
         """Fix the active set of the Hessian (the accepted point's) in a pass of its own; cache its rows; return
         liblinear's diagonal preconditioner (1 - a) + a diag(H) (K, F+1), also kept as ``self.M``."""
@@ -217,22 +214,13 @@ class _SquaredHingeOvR:
         return self._hessian_end(active)
 
     def _hessian_begin(self, K: int) -> None:
-        # The cache buffer is allocated once, for as many rows as ``hess_cache_bytes`` allows, and refilled at
-        # every new active set: a fresh multi-GB tensor per Newton step cost seconds of page faults at 50,000 rows.
-        capacity = min(self.N, self.hess_cache_bytes // (max(self.F, 1) * self.hess_dtype.itemsize))
-        if capacity and (self._cache_buf is None or len(self._cache_buf) < capacity):
-            self._cache_buf = None
-            self._cache_buf = torch.empty(capacity, self.F, dtype=self.hess_dtype, device=self.device)
-        if self._active_buf is None:  # activity of the cached rows, and scratch rows for the selection and squares
-            self._active_buf = torch.empty(self.N, K, dtype=torch.bool, device=self.device)
-            self._scratch = torch.empty(2, self.rows, self.F, dtype=self.dtype, device=self.device)
         self._diag = torch.zeros(K, self.F + 1, dtype=torch.float64, device=self.device)
-        self._cached, self._overflow = 0, not capacity
+        self._cached, self._overflow = 0, not self._capacity
 
     def _hessian_add(self, xc: torch.Tensor, act: torch.Tensor) -> None:
         """Add one chunk of X (its rows' activity ``act`` (n, K)) to diag(H) and, while it fits, to the cache."""
-        # Every temporary lives in preallocated buffers: fresh ones per chunk, with the small tensors kept between
-        # them, fragmented the heap by GBs over a 50,000-row pass (peak RSS of the full fit: 13.4 vs 9.8 GiB).
+        # Every temporary lives in the preallocated scratch: fresh ones per chunk, with the small tensors kept
+        # between them, fragmented the heap by GBs over a 50,000-row pass (peak RSS of the full fit: 13.4 vs 9.8 GiB).
         rows = act.any(1).nonzero().squeeze(1)  # rows active in some class
         n = len(rows)
         if not n:
@@ -244,7 +232,7 @@ class _SquaredHingeOvR:
         self._diag[:, :-1] += (act.T.to(xc.dtype) @ sq).double()  # (K, F), in X's precision
         self._diag[:, -1] += act.sum(0).double()
         if not self._overflow:
-            if self._cached + n > len(self._cache_buf):
+            if self._cached + n > self._capacity:
                 self._overflow = True
             else:
                 self._cache_buf[self._cached:self._cached + n].copy_(xc)

@@ -208,7 +208,8 @@ def test_line_search_takes_the_largest_halving_with_sufficient_decrease():
     f, g, _, _ = obj.fun_grad(W)
     f = f.view(-1, 1)
     S = -g * torch.tensor([[1.0], [40.0], [-1.0]], dtype=torch.float64)  # descent, far too long, ascent
-    alpha = svm._line_search(obj, W, S, g, obj.values(S), torch.ones(3, 1, dtype=torch.bool))
+    XS = torch.as_tensor(np.c_[X, np.ones(len(X))].astype(np.float64)) @ S.T  # (N, 3) X_aug S^T
+    alpha = svm._line_search(obj, W, S, g, XS, torch.ones(3, 1, dtype=torch.bool))
     assert alpha[2, 0] == 0 and 0 < alpha[1, 0] < alpha[0, 0] <= 1
 
     def f_at(a):
