@@ -2,21 +2,49 @@
 
 jsonschema does the checking; this module turns its errors into one readable message, e.g.
 ``config key 'runs.lsun.recipe': 'paperr' is not allowed; allowed values: paper, pytorch_examples``.
+
+Beyond the schema it checks what a schema cannot express, before any job runs (the Snakefile calls
+:func:`validate_config` at parse time, so ``snakemake -n`` reports it): ordered ranges, snapshots within the
+schedule, released-weight folders that exist, and the **ownership of paths**. The workflow writes and deletes only
+inside the folders it owns (:func:`owned_outputs`: ``results/``, ``logs/``, ``resources/checkpoints/``,
+``resources/faces_shards/`` and one folder per dataset under ``data.root``); Snakemake deletes a rule's output
+folder before rebuilding it, so a user's folder (``data.*.path``, ``weights.*``) that equals, lies inside or
+contains an owned output is refused, as is an existing dataset folder under ``data.root`` that this workflow
+did not make.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from dcgan_repro import io
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
     """A config value or key that the schema does not allow."""
+
+
+# YAML integers only: jsonschema counts 2.0 as an integer, which later crashes range() with a TypeError.
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool))
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+# A number written like 2e-4: YAML 1.1 (PyYAML, which Snakemake uses) reads it as a string.
+_YAML11_FLOAT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?)(\d+)$")
+
+# Dataset folders under data.root, each the output of one rule (ingest, dedup_gather, gather_faces).
+DATASET_FOLDERS = ("mnist", "cifar10", "svhn", "lsun_raw", "imagenet", "faces_raw", "lsun", "faces")
+# Output folders outside data.root, relative to the working directory (what workflow/rules/*.smk write).
+OWNED_FOLDERS = ("results", "logs", "resources/checkpoints", "resources/faces_shards")
+# User-supplied paths: read, never written (downloads add files to data.*.path but never delete or rewrite).
+DATA_PATH_KEYS = ("mnist", "cifar10", "svhn", "lsun", "imagenet", "faces")
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -49,13 +77,31 @@ def _explain(schema: dict, error: jsonschema.ValidationError) -> str:
         return f"config key '{key}': {error.instance!r} is not allowed; allowed values: {allowed}"
     if error.validator == "required":
         return f"config key '{key}' is missing a required setting: {error.message}"
+    if error.validator == "type":
+        return _explain_type(key, error.instance, error.validator_value)
     return f"config key '{key}': {error.message}"
+
+
+def _explain_type(key: str, value: Any, wanted: str | list[str]) -> str:
+    """A type error, with the fix for the two ways YAML surprises: 2e-4 read as a string, 2.0 where an integer goes."""
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    what = " or ".join("null" if w == "null" else f"an {w}" if w[0] in "aeiou" else f"a {w}" for w in wanted)
+    msg = f"config key '{key}': {value!r} is not {what}"
+    if isinstance(value, str) and ("number" in wanted or "integer" in wanted) and (m := _YAML11_FLOAT.match(value)):
+        mant, sign, exp = m.groups()
+        fixed = f"{mant if '.' in mant else mant + '.0'}e{sign or '+'}{exp}"
+        return (f"{msg}: YAML 1.1, which Snakemake's config reader follows, reads {value} as a string (a number "
+                f"in exponent notation needs a dot in the mantissa and a sign in the exponent); write {fixed} "
+                f"or {float(value)!r}")
+    if isinstance(value, float) and "integer" in wanted and value.is_integer():
+        return f"{msg}; write {int(value)} (no decimal point)"
+    return msg
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate ``config``; raise :class:`ConfigError` listing every problem, each naming its key."""
     schema = load_schema(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [_explain(schema, e) for e in errors]
@@ -74,6 +120,95 @@ def _check_consistency(config: dict[str, Any]) -> None:
         if run["decay_epochs"] > run["epochs"]:
             raise ConfigError(f"config key 'runs.{name}.decay_epochs' ({run['decay_epochs']}) exceeds "
                               f"runs.{name}.epochs ({run['epochs']})")
-    if config["data"]["imagenet"]["source"] == "path" and not config["data"]["imagenet"]["path"]:
-        # Not an error at parse time: the ingest rule reports it with instructions when it runs.
-        pass
+    for section, settings in config.items():
+        for k, v in (settings.items() if isinstance(settings, dict) else ()):
+            if k.endswith("_range") and v[0] > v[1]:
+                raise ConfigError(f"config key '{section}.{k}': {v} is reversed; write the lower bound first: "
+                                  f"[{v[1]}, {v[0]}]")
+    _check_weights(config)
+    _check_paths(config)
+
+
+def _check_weights(config: dict[str, Any]) -> None:
+    """A configured release folder (or .jl file) must exist: otherwise Snakemake names a missing file, not the key."""
+    svhn = config["weights"]["svhn"]
+    if svhn is None:
+        return
+    p = Path(svhn)
+    jl = p if p.suffix == ".jl" else p / "200_gen_params.jl"
+    if not jl.is_file():
+        raise ConfigError(f"config key 'weights.svhn': {jl} does not exist; set weights.svhn to the folder of the "
+                          "authors' released SVHN model (Newmu/dcgan_code models/svhn_..., holding "
+                          "200_gen_params.jl and its .npy files), or to null to skip the figure")
+
+
+def owned_outputs(config: dict[str, Any]) -> dict[Path, str]:
+    """Every folder the workflow writes and may delete, resolved, with what it holds (for messages)."""
+    root = config["data"]["root"]
+    owned = {_resolve(os.path.join(root, d)): f"the workflow's '{d}' dataset folder under config key 'data.root' "
+                                              f"({root})" for d in DATASET_FOLDERS}
+    owned[_resolve(os.path.join(root, "checksums"))] = f"the workflow's checksum ledger under 'data.root' ({root})"
+    owned.update({_resolve(d): f"the workflow's {d}/ folder in the working directory" for d in OWNED_FOLDERS})
+    return owned
+
+
+def user_paths(config: dict[str, Any]) -> dict[str, Path]:
+    """The configured paths of the user's own data (config key -> resolved path); the workflow only reads them."""
+    paths = {}
+    for name in DATA_PATH_KEYS:
+        ds = config["data"][name]
+        if ds["source"] != "demo" and ds.get("path"):
+            paths[f"data.{name}.path"] = _resolve(ds["path"])
+    for name, p in config["weights"].items():
+        if p:
+            paths[f"weights.{name}"] = _resolve(p)
+    if config["figures"]["window_boxes"]:
+        paths["figures.window_boxes"] = _resolve(config["figures"]["window_boxes"])
+    return paths
+
+
+def _resolve(p: str | os.PathLike) -> Path:
+    """Absolute, symlinks followed (so two names of one folder compare equal), relative to the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(p))).resolve()
+
+
+def _check_paths(config: dict[str, Any]) -> None:
+    """Refuse configs under which the workflow could delete or rewrite what is not its own (see the module doc)."""
+    root = config["data"]["root"]
+    if not root.strip() or _resolve(root) == Path(_resolve(root).anchor):
+        raise ConfigError(f"config key 'data.root': {root!r} is not allowed: datasets would be written at the "
+                          "file-system root (/mnist, /faces, ...); set it to a folder of the workflow's own, "
+                          "e.g. resources/data")
+    owned = owned_outputs(config)
+    for key, up in user_paths(config).items():
+        for op, what in owned.items():
+            if up == op or op in up.parents or up in op.parents:
+                rel = "is" if up == op else f"lies inside {op}," if op in up.parents else f"contains {op},"
+                raise ConfigError(
+                    f"config key '{key}' ({up}) {rel} {what}. The workflow deletes and rebuilds its "
+                    f"own folders (Snakemake removes a rule's output folder before running it), so your data there "
+                    f"would be lost: keep your data outside the workflow's folders, e.g. set data.root to a folder "
+                    f"of its own (default resources/data) or move the data")
+    for d in DATASET_FOLDERS:
+        folder = Path(root) / d
+        if not folder.exists():
+            continue
+        if not folder.is_dir() or (any(folder.iterdir()) and not _made_here(folder)):
+            raise ConfigError(
+                f"config key 'data.root' ({root}): {folder} exists and was not made by this workflow (no meta.json "
+                f"as the workflow writes it). The workflow owns {folder} (the '{d}' dataset) and Snakemake deletes it "
+                f"before rebuilding it: move your files elsewhere, or set data.root to a folder of the workflow's "
+                f"own (default resources/data)")
+        try:
+            io.check_dataset(folder)
+        except io.DatasetError as e:
+            raise ConfigError(f"config key 'data.root' ({root}): {e}") from None
+
+
+def _made_here(folder: Path) -> bool:
+    """Whether ``folder`` holds a meta.json as this workflow writes it (docs/CONTRACTS.md, "Datasets")."""
+    try:
+        meta = io.read_json(folder / "meta.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and ("provenance" in meta or {"name", "splits", "source", "stand_in"} <= set(meta))

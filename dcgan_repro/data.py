@@ -8,7 +8,7 @@ into place only when complete, so a failed or killed ingest never leaves a folde
 Real sources (the paper's data; users need internet or their own copies):
 
 - ``mnist``   torchvision.datasets.MNIST (Sec. 5.3). Kept 28x28x1 uint8, original order. The md5 of every
-  uncompressed IDX file is checked (the values published with MNIST); a bad file is removed and fetched again.
+  uncompressed IDX file is checked (the values published with MNIST); a bad file is named and left in place.
 - ``cifar10`` torchvision.datasets.CIFAR10 (Sec. 5.1), 32x32x3, official train/test.
 - ``svhn``    torchvision.datasets.SVHN train + test (Sec. 5.2; ``extra`` is not used, as in the authors'
   svhn_semisup_analysis.py). Labels are the digit itself: the .mat files store digit 0 as label 10 and torchvision
@@ -38,6 +38,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -95,17 +96,24 @@ class DownloadError(DataError):
     """A download failed; the message names the URL and where to place the file by hand."""
 
 
+class ChecksumError(DataError):
+    """A file in a user's folder fails its checksum; it is left in place, the message says what to do."""
+
+
 # ------------------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------------------
 
 
-def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int, *, workers: int = 1) -> dict:
+def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int, *, workers: int = 1,
+           ledger: str | os.PathLike | None = None) -> dict:
     """Build dataset ``name`` in ``out_dir`` from its ``config.yaml data.<key>`` section; return its meta.
 
     ``name`` is one of :data:`DATASETS`; ``cfg["source"]`` picks how (see :data:`SOURCES`). ``seed`` drives every
     random choice (demo crops, splits, the ImageNet ``max_images`` subset). ``workers`` threads decode images.
-    The folder is written beside ``out_dir`` and renamed onto it only when complete.
+    The folder is written beside ``out_dir`` and renamed onto it only when complete. Files with no published
+    checksum (LSUN) are recorded at first use in ``ledger`` (default ``<out_dir>/../checksums/<name>.json``) and
+    verified against it at every later use (:func:`verify_first_seen`).
     """
     t0 = time.time()
     if name not in DATASETS:
@@ -116,6 +124,9 @@ def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int
         raise DataError(f"config key '{key}.source': {source!r} is not allowed for {name}; "
                         f"allowed values: {', '.join(SOURCES[name])}")
     builder = _DEMO[name] if source == "demo" else _REAL[name]
+    if name == "lsun_raw" and source != "demo":
+        ledger = Path(ledger) if ledger else Path(out_dir).parent / "checksums" / f"{name}.json"
+        builder = functools.partial(builder, ledger=ledger)
     log.info("ingest %s from %s source into %s (seed %d, %d workers)", name, source, out_dir, seed, workers)
     with _staging(out_dir) as stage:
         meta, inputs = builder(cfg=cfg, stage=stage, seed=seed, workers=max(1, int(workers)), key=key)
@@ -143,7 +154,8 @@ def _staging(out_dir: str | os.PathLike) -> Iterator[Path]:
         yield stage
         if out.exists():
             shutil.rmtree(out)
-        os.replace(stage, out)
+        os.replace(stage, out)  # every file in it was written by io (fsync'd); make the rename durable too
+        io.fsync_dir(out.parent)
         done = True
     finally:
         if not done:
@@ -162,28 +174,31 @@ def _meta(*, splits: dict[str, int], image_shape, n_classes: int = 0, class_name
 # ------------------------------------------------------------------------------------------------------------
 
 
-def md5_ok(path: Path, md5: str) -> bool:
-    """True when ``path`` exists and its md5 is ``md5``."""
-    if not path.is_file():
-        return False
+def md5_of(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-    return h.hexdigest() == md5
+    return h.hexdigest()
 
 
-def _drop_bad_files(folder: Path, files: Iterable[tuple[str, str]]) -> list[str]:
-    """Remove each present file of ``(name, md5)`` whose md5 is wrong; return the names removed."""
-    removed = []
+def md5_ok(path: Path, md5: str) -> bool:
+    """True when ``path`` exists and its md5 is ``md5``."""
+    return path.is_file() and md5_of(path) == md5
+
+
+def _check_files(folder: Path, files: Iterable[tuple[str, str]], key: str, what: str, root: Path) -> None:
+    """Raise :class:`ChecksumError` for the first present file of ``(name, md5)`` whose md5 is wrong.
+
+    The file is never removed or replaced: it lies in a folder the user chose (``key``), and it may be the only copy.
+    """
     for fname, md5 in files:
         p = folder / fname
-        if p.exists() and not md5_ok(p, md5):
-            log.warning("%s fails its md5 check (expected %s, %d bytes): removed, it will be fetched again",
-                        p, md5, p.stat().st_size)
-            p.unlink()
-            removed.append(fname)
-    return removed
+        if p.is_file() and not md5_ok(p, md5):
+            raise ChecksumError(
+                f"{what}: {p} fails its md5 check (expected {md5}, got {md5_of(p)}, {p.stat().st_size:,} bytes). "
+                f"It is left untouched in your folder (config key '{key}.path' = {root}). Replace it with a good "
+                "copy, or delete it and run again to download it anew")
 
 
 def download_file(url: str, dest: str | os.PathLike, *, expected_size: int | None = None,
@@ -237,7 +252,7 @@ def download_file(url: str, dest: str | os.PathLike, *, expected_size: int | Non
     if sha256 is not None and (got := io.sha256_file(part)) != sha256:
         part.unlink()
         raise DownloadError(f"{url}: sha256 {got} differs from the expected {sha256}; removed {part}")
-    os.replace(part, dest)
+    io.durable_replace(part, dest)
     return dest
 
 
@@ -336,7 +351,7 @@ def _stream_images(stage: Path, split: str, items: Iterable[tuple[Any, int, str]
     del x
     if n < capacity:
         _shrink_npy(tmp, n)
-    os.replace(tmp, xp)
+    io.durable_replace(tmp, xp)
     io.save_npy(yp, y[:n])
     if skipped:
         log.warning("%s: skipped %d undecodable images: %s", what, sum(skipped.values()), dict(skipped))
@@ -388,14 +403,15 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype, version: tuple[int, int
 def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
     """MNIST via torchvision (Sec. 5.3): 60,000 train + 10,000 test, 28x28x1 uint8, original order.
 
-    Each IDX file is md5-checked; a bad one is removed. Missing files are fetched like torchvision's MNIST.download
-    (each mirror in turn, the .gz md5-checked, then unpacked), one by one, so an error names the exact file.
+    Each IDX file is md5-checked; a bad one is named and left in place (:class:`ChecksumError`). Missing files
+    are fetched like torchvision's MNIST.download (each mirror in turn, the .gz md5-checked, then unpacked), one
+    by one, so an error names the exact file.
     """
     from torchvision.datasets import mnist as tv_mnist
 
     root = Path(cfg["path"])
     raw = root / "MNIST" / "raw"
-    removed = _drop_bad_files(raw, MNIST_RAW_MD5.items())
+    _check_files(raw, MNIST_RAW_MD5.items(), key, "MNIST", root)
     gz_md5 = dict(tv_mnist.MNIST.resources)
     for fname, md5 in MNIST_RAW_MD5.items():
         if (raw / fname).is_file():
@@ -409,9 +425,8 @@ def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
             except (RuntimeError, OSError) as e:  # urllib's URLError is an OSError
                 errors.append(f"{mirror}{gz}: {e}")
         else:
-            why = "failed its md5 check and was removed" if fname in removed else "is missing"
             raise DownloadError(
-                f"MNIST: {raw / fname} {why}, and downloading it failed:\n  " + "\n  ".join(errors)
+                f"MNIST: {raw / fname} is missing, and downloading it failed:\n  " + "\n  ".join(errors)
                 + f"\nWithout internet, fetch {tv_mnist.MNIST.mirrors[0]}{gz} elsewhere and place it, gzipped or "
                 f"not, in {raw}/ (config key '{key}.path' = {root})")
         if not md5_ok(raw / fname, md5):
@@ -433,8 +448,9 @@ def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
     C = datasets.CIFAR10
     root = Path(cfg["path"])
     batches = [*C.train_list, *C.test_list, (C.meta["filename"], C.meta["md5"])]
-    _drop_bad_files(root / C.base_folder, batches)
-    _drop_bad_files(root, [(C.filename, C.tgz_md5)])
+    _check_files(root / C.base_folder, batches, key, "CIFAR-10", root)
+    if not all(md5_ok(root / C.base_folder / f, m) for f, m in batches):  # torchvision then reads the archive
+        _check_files(root, [(C.filename, C.tgz_md5)], key, "CIFAR-10", root)
     try:
         splits = {s: C(str(root), train=(s == "train"), download=True) for s in ("train", "test")}
     except (RuntimeError, OSError) as e:
@@ -459,7 +475,7 @@ def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
     sizes, files = {}, []
     for split in ("train", "test"):
         url, fname, md5 = S.split_list[split]
-        _drop_bad_files(root, [(fname, md5)])
+        _check_files(root, [(fname, md5)], key, "SVHN", root)
         try:
             ds = S(str(root), split=split, download=True)
         except (RuntimeError, OSError) as e:
@@ -489,11 +505,15 @@ def _import_lmdb():
     return lmdb
 
 
-def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str):
-    """LSUN <category> train LMDB (Sec. 4.1): every image resized (short side) and centre-cropped to image_size."""
+def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str, ledger: Path):
+    """LSUN <category> train LMDB (Sec. 4.1): every image resized (short side) and centre-cropped to image_size.
+
+    LSUN publishes no checksums and serves plain HTTP: the zip and the LMDB are recorded in ``ledger`` at first
+    use and checked against it at every later use.
+    """
     cat, size, cap = cfg["category"], int(cfg["image_size"]), int(cfg["max_images"])
     if cfg["source"] == "download":
-        db = _lsun_fetch(Path(cfg["path"]), cat, key)
+        db = _lsun_fetch(Path(cfg["path"]), cat, key, ledger)
         how = f"official LSUN LMDB export {LSUN_URL.format(category=cat)}, unzipped to {db}"
     else:
         db = Path(cfg["path"])
@@ -501,6 +521,7 @@ def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str):
     if not (db / "data.mdb").is_file():
         raise DataError(f"config key '{key}.path': {db} holds no LMDB (no data.mdb in it); point it at the unzipped "
                         f"{cat}_train_lmdb folder of the official LSUN release")
+    verify_first_seen(ledger, db / "data.mdb", how, key)
     lmdb = _import_lmdb()
     env = lmdb.open(str(db), readonly=True, lock=False, readahead=False, meminit=False, max_readers=1)
     try:
@@ -522,8 +543,9 @@ def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str):
     return meta, {"lmdb": [db / "data.mdb"]}
 
 
-def _lsun_fetch(path: Path, cat: str, key: str) -> Path:
-    """Download (resumably), CRC-check and unzip ``<cat>_train_lmdb.zip`` into ``path``; return the LMDB folder."""
+def _lsun_fetch(path: Path, cat: str, key: str, ledger: Path) -> Path:
+    """Download (resumably), record or verify (``ledger``), CRC-check and unzip ``<cat>_train_lmdb.zip`` into
+    ``path``; return the LMDB folder. A bad zip is named, never removed."""
     db = path / f"{cat}_train_lmdb"
     if (db / "data.mdb").is_file():
         return db
@@ -536,6 +558,7 @@ def _lsun_fetch(path: Path, cat: str, key: str) -> Path:
             raise DownloadError(f"LSUN {cat}: {e}\nFor example `curl -C - -o {zpath} {url}` on a machine with "
                                 f"internet; or unzip it yourself and set {key}.source: path and {key}.path to the "
                                 f"{cat}_train_lmdb folder") from e
+    verify_first_seen(ledger, zpath, url, key)
     log.info("checking the CRC of every member of %s", zpath)
     try:
         with zipfile.ZipFile(zpath) as zf:
@@ -543,8 +566,8 @@ def _lsun_fetch(path: Path, cat: str, key: str) -> Path:
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
         bad = f"the archive ({type(e).__name__}: {e})"
     if bad is not None:
-        zpath.unlink()
-        raise DataError(f"LSUN {zpath} is corrupt ({bad} fails its check); removed it, run again to download it anew")
+        raise DataError(f"LSUN {zpath} is corrupt ({bad} fails its CRC check). It is left in place: delete it and "
+                        f"run again to download it anew (config key '{key}.path' = {path})")
     tmp = path / f".{cat}_train_lmdb.unzip"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -561,6 +584,30 @@ def _lsun_fetch(path: Path, cat: str, key: str) -> Path:
     os.replace(found[0], db)
     shutil.rmtree(tmp)
     return db
+
+
+def verify_first_seen(ledger: Path, path: Path, origin: str, key: str) -> str:
+    """Check ``path`` against the full sha256 recorded in ``ledger`` at its first use, or record it now.
+
+    For data with no published checksum (LSUN over plain HTTP): a later change (a corrupted disk, a swapped file,
+    a tampered mirror) fails with both checksums instead of silently changing the training set. Returns
+    ``sha256:<hex>`` (remembered per process, so the provenance record reuses it).
+    """
+    got = io.checksum(path)
+    book = io.read_json(ledger) if ledger.is_file() else {}
+    entry = book.get(str(path.resolve()))
+    if entry is None:
+        book[str(path.resolve())] = {"sha256": got, "bytes": path.stat().st_size, "origin": origin,
+                                    "first_seen_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        io.write_json(ledger, book)
+        log.info("recorded %s of %s (first use) in %s", got, path, ledger)
+    elif entry["sha256"] != got:
+        raise ChecksumError(
+            f"{path} has changed since its first use: {got} now, {entry['sha256']} recorded on "
+            f"{entry['first_seen_utc']} in {ledger} (from {entry['origin']}). It is left untouched (config key "
+            f"'{key}.path'). If you replaced it on purpose, delete its entry from {ledger} and run again; otherwise "
+            "restore the original file")
+    return got
 
 
 def _imagenet(*, cfg, stage: Path, seed: int, workers: int, key: str):
@@ -613,7 +660,7 @@ def _faces_celeba(*, cfg, stage: Path, workers: int, key: str):
     C = datasets.CelebA
     root = Path(cfg["path"])
     base = root / C.base_folder
-    _drop_bad_files(base, [(fname, md5) for _, md5, fname in C.file_list])
+    _check_files(base, [(fname, md5) for _, md5, fname in C.file_list], key, "CelebA", root)
     try:
         ds = C(str(root), split="all", target_type=[], download=True)
     except (RuntimeError, OSError) as e:

@@ -28,9 +28,59 @@ import numpy as np
 PathLike = str | os.PathLike
 
 
+class DatasetError(RuntimeError):
+    """An ingested dataset folder is damaged or disagrees with its meta.json; the message names the file and fix."""
+
+
+def umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``; elsewhere set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def durable_replace(src: PathLike, dst: PathLike) -> None:
+    """Rename the finished file ``src`` onto ``dst`` so that a crash leaves the old or the new file, never a torn one.
+
+    The file gets the mode a plain ``open()`` would have given it (0666 less the umask: temporary files are
+    created 0600), its data is flushed to disk (fsync) before the rename, and the folder after it, so the rename
+    cannot reach the disk before the data it points at.
+    """
+    src, dst = Path(src), Path(dst)
+    os.chmod(src, 0o666 & ~umask())
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+
+
+def fsync_dir(path: PathLike) -> None:
+    """fsync a folder (makes a rename or a new entry in it durable); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; move it onto ``path`` (:func:`durable_replace`) only if the block
+    succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
@@ -38,7 +88,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -83,7 +133,7 @@ def commit_npy(array: np.memmap, tmp: Path, path: PathLike) -> None:
     """Flush a memmap opened by :func:`open_npy_writer` and rename it into place."""
     array.flush()
     del array
-    os.replace(tmp, path)
+    durable_replace(tmp, path)
 
 
 def load_npy(path: PathLike, mmap: bool = True) -> np.ndarray:
@@ -102,21 +152,20 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def checksum(path: PathLike, full_limit: int = 256 << 20) -> str:
-    """sha256 of a file, or for files larger than ``full_limit`` of (size, first and last 16 MiB).
+def checksum(path: PathLike) -> str:
+    """``sha256:<hex>`` of a whole file, however large (about 1.3 GB/s on one core: 33 s for LSUN's 43 GB LMDB).
 
-    Large inputs (datasets, feature matrices) get the cheap sampled form, marked ``sampled-sha256:``.
+    Remembered per process by (path, inode, size, mtime), so a job that records the same input twice reads it once.
     """
     path = Path(path)
-    size = path.stat().st_size
-    if size <= full_limit:
-        return "sha256:" + sha256_file(path)
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(16 << 20))
-        f.seek(size - (16 << 20))
-        h.update(f.read(16 << 20))
-    return "sampled-sha256:" + h.hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _CHECKSUMS:
+        _CHECKSUMS[key] = "sha256:" + sha256_file(path)
+    return _CHECKSUMS[key]
+
+
+_CHECKSUMS: dict[tuple, str] = {}
 
 
 def code_version() -> str:
@@ -210,9 +259,55 @@ def write_dataset(directory: PathLike, split: str, x: np.ndarray, y: np.ndarray 
 
 
 def read_dataset(directory: PathLike, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split written by :func:`write_dataset` (images memory-mapped by default)."""
+    """Read one split written by :func:`write_dataset` (images memory-mapped by default), checked first
+    (:func:`check_dataset`) so a damaged file fails with its name and the fix, not deep inside numpy."""
+    check_dataset(directory, [split])
     xp, yp = dataset_paths(directory, split)
     return load_npy(xp, mmap=mmap), load_npy(yp, mmap=False)
+
+
+def npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a .npy header, reading only the header."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f".npy format version {version} is not supported")
+        shape, _, dtype = read(f)
+        return tuple(shape), dtype, f.tell()
+
+
+def check_dataset(directory: PathLike, splits: list[str] | None = None) -> None:
+    """Check the arrays of an ingested dataset against its headers and meta.json (a few hundred bytes read per
+    file). Raises :class:`DatasetError` naming the file, what is wrong and how to rebuild the folder.
+
+    ``splits`` defaults to every split meta.json lists. Without meta.json only the files themselves are checked.
+    """
+    d = Path(directory)
+    meta = read_meta(d)
+    splits = list(meta.get("splits", {})) if splits is None else splits
+    fix = (f"Delete the folder {d} and run the workflow again: it is rebuilt from its source (nothing outside it "
+           "is touched)")
+    for split in splits:
+        want_n = meta.get("splits", {}).get(split)
+        want_shape = meta.get("image_shape")
+        for p, dims in zip(dataset_paths(d, split), (want_shape, [])):
+            if not p.is_file():
+                raise DatasetError(f"ingested dataset {d} is incomplete: {p.name} is missing. {fix}")
+            try:
+                shape, dtype, offset = npy_header(p)
+            except (OSError, ValueError) as e:
+                raise DatasetError(f"ingested dataset {d} is damaged: {p} has no readable .npy header ({e}). "
+                                   f"{fix}") from None
+            need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            size = p.stat().st_size
+            if size != need:
+                raise DatasetError(f"ingested dataset {d} is damaged: {p} is {size:,} bytes, but its header "
+                                   f"({' x '.join(map(str, shape))} {dtype}) needs {need:,}. {fix}")
+            if (want_n is not None and shape[0] != want_n) or (dims is not None and list(shape[1:]) != list(dims)):
+                raise DatasetError(f"ingested dataset {d} disagrees with its meta.json: {p} holds shape "
+                                   f"{list(shape)}, meta.json says {want_n} items"
+                                   + (f" of {list(dims)}" if dims else "") + f". {fix}")
 
 
 def read_meta(directory: PathLike) -> dict[str, Any]:

@@ -6,10 +6,12 @@ import copy
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from snakemake.utils import update_config
 
+from dcgan_repro import io
 from dcgan_repro.config import ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +97,137 @@ def test_every_config_setting_is_commented():
                                                "data.faces", "runs.lsun", "mnist_eval.sample_counts"}
                and not any(k == r for r in repeated)]
     assert not missing, f"config.yaml keys without a comment: {missing}"
+
+
+# --- safety: the workflow never owns a user's folder ----------------------------------------------------------
+
+
+@pytest.fixture
+def at(tmp_path, monkeypatch):
+    """Run validation from a fresh working directory (relative paths resolve there, as under --directory)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "containing"])
+def test_user_folder_overlapping_an_owned_dataset_folder_is_refused_naming_both_keys(paper, at, where):
+    (at / "data" / "imagenet" / "train" / "n01").mkdir(parents=True)
+    user = {"equal": "data/imagenet", "inside": "data/imagenet/train", "containing": "data"}[where]
+    paper["data"]["root"] = "data" if where != "containing" else "data/out"
+    paper["data"]["imagenet"]["path"] = str(at / user)
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    msg = str(e.value)
+    rel = {"equal": "is the workflow's", "inside": "lies inside", "containing": "contains"}[where]
+    assert f"config key 'data.imagenet.path' ({at / user}) {rel} " in msg
+    assert "config key 'data.root'" in msg and "would be lost" in msg
+
+
+def test_face_folder_inside_data_root_is_refused(paper, at):
+    (at / "R" / "faces").mkdir(parents=True)
+    (at / "R" / "faces" / "a.jpg").write_bytes(b"\xff\xd8 a user's photo")
+    paper["data"]["root"] = "R"
+    paper["data"]["faces"] = {"source": "folder", "path": "R/faces", "max_images": 0, "link": "copy"}
+    with pytest.raises(ConfigError, match=r"config key 'data\.faces\.path' \(.*/R/faces\) is the workflow's 'faces' "
+                                          r"dataset folder under config key 'data\.root' \(R\)"):
+        validate_config(paper)
+
+
+def test_symlinked_user_folder_is_recognised(paper, at):
+    (at / "real" / "imagenet").mkdir(parents=True)
+    (at / "data").mkdir()
+    (at / "data" / "imagenet").symlink_to(at / "real" / "imagenet")
+    paper["data"]["root"] = "data"
+    paper["data"]["imagenet"]["path"] = str(at / "real" / "imagenet")
+    with pytest.raises(ConfigError, match=r"data\.imagenet\.path"):
+        validate_config(paper)
+
+
+def test_user_folder_overlapping_results_is_refused(paper, at):
+    paper["data"]["mnist"]["path"] = "results/mnist_download"
+    with pytest.raises(ConfigError, match=r"'data\.mnist\.path' .* lies inside .*/results, the workflow's results/"):
+        validate_config(paper)
+
+
+def test_demo_sources_do_not_need_their_path(paper, at):
+    paper["data"]["root"] = "data"
+    paper["data"]["mnist"] = {"source": "demo", "path": "data/mnist"}  # unused by a demo source
+    validate_config(paper)
+
+
+def test_foreign_folder_where_a_dataset_goes_is_refused(paper, at):
+    """A folder Snakemake would delete on a forced rerun (the ingest output) that this workflow did not make."""
+    (at / "data" / "mnist").mkdir(parents=True)
+    (at / "data" / "mnist" / "my_notes.txt").write_text("mine")
+    paper["data"]["root"] = "data"
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    assert "data/mnist exists and was not made by this workflow" in str(e.value)
+    (at / "data" / "mnist" / "my_notes.txt").unlink()  # an empty folder loses nothing
+    validate_config(paper)
+    io.write_dataset(at / "data" / "mnist", "train", np.zeros((3, 2, 2, 1), np.uint8))
+    io.write_json(at / "data" / "mnist" / "meta.json", {"splits": {"train": 3}, "image_shape": [2, 2, 1],
+                                                          "provenance": {}})
+    validate_config(paper)  # one of ours
+
+
+def test_damaged_ingested_dataset_fails_before_any_job(paper, at):
+    d = at / "data" / "mnist"
+    io.write_dataset(d, "train", np.zeros((30, 28, 28, 1), np.uint8))
+    io.write_json(d / "meta.json", {"splits": {"train": 30}, "image_shape": [28, 28, 1], "provenance": {}})
+    paper["data"]["root"] = "data"
+    validate_config(paper)
+    with open(d / "train_x.npy", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    assert (f"ingested dataset data/mnist is damaged: data/mnist/train_x.npy is 1,000 bytes, but its header "
+            "(30 x 28 x 28 x 1 uint8) needs 23,648. Delete the folder data/mnist and run the workflow again") \
+        in str(e.value)
+
+
+@pytest.mark.parametrize("root", ["", " ", "/"])
+def test_data_root_at_the_file_system_root_is_refused(paper, root):
+    paper["data"]["root"] = root
+    with pytest.raises(ConfigError, match=r"config key 'data\.root': .* file-system root"):
+        validate_config(paper)
+
+
+@pytest.mark.parametrize("key", [("dedup", "shards"), ("runs", "lsun", "epochs"), ("svm", "max_iter")])
+def test_integer_valued_float_is_refused_naming_the_key(paper, key):
+    node = paper
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = 2.0
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    assert f"config key '{'.'.join(key)}': 2.0 is not an integer; write 2 (no decimal point)" in str(e.value)
+
+
+def test_yaml11_exponent_string_says_how_to_write_the_number(paper):
+    update_config(paper, yaml.safe_load("runs:\n  lsun:\n    lr: 2e-4\n"))  # PyYAML: '2e-4' is a str
+    assert paper["runs"]["lsun"]["lr"] == "2e-4"
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    msg = str(e.value)
+    assert "config key 'runs.lsun.lr': '2e-4' is not a number: YAML 1.1" in msg
+    assert "write 2.0e-4 or 0.0002" in msg
+    paper["runs"]["lsun"]["lr"] = yaml.safe_load("2.0e-4")
+    validate_config(paper)
+
+
+def test_missing_released_weights_folder_names_the_key(paper, tmp_path):
+    paper["weights"]["svhn"] = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"config key 'weights\.svhn': .*nowhere/200_gen_params\.jl does not exist"):
+        validate_config(paper)
+
+
+@pytest.mark.parametrize("key", ["lr_range", "dropout_range", "weight_decay_range"])
+def test_reversed_range_is_refused(paper, key):
+    lo, hi = paper["supervised_cnn"][key]
+    if lo == 0:
+        lo = 0.1
+    paper["supervised_cnn"][key] = [hi, lo]
+    with pytest.raises(ConfigError, match=rf"config key 'supervised_cnn\.{key}': \[.*\] is reversed; write the "
+                                          r"lower bound first"):
+        validate_config(paper)

@@ -7,6 +7,7 @@ download is served from a loopback HTTP server. Real MNIST (../shared/data) is u
 from __future__ import annotations
 
 import collections
+import hashlib
 import http.server
 import os
 import pickle
@@ -234,7 +235,7 @@ def test_mnist_real_files(shared_data, tmp_path, monkeypatch):
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
-def test_mnist_damaged_file_is_named_and_removed(shared_data, tmp_path, monkeypatch, damage):
+def test_mnist_damaged_file_is_named_and_kept(shared_data, tmp_path, monkeypatch, damage):
     import torchvision.datasets.mnist as tv_mnist
 
     raw = tmp_path / "dl" / "MNIST" / "raw"
@@ -246,15 +247,60 @@ def test_mnist_damaged_file_is_named_and_removed(shared_data, tmp_path, monkeypa
     else:
         victim.unlink()
     monkeypatch.setattr(tv_mnist, "download_and_extract_archive", no_download)
-    with pytest.raises(data.DownloadError) as e:
+    with pytest.raises(data.DataError) as e:
         data.ingest("mnist", {"source": "download", "path": str(tmp_path / "dl")}, tmp_path / "m", seed=0)
     msg = str(e.value)
-    why = "failed its md5 check and was removed" if damage == "truncate" else "is missing"
-    assert msg.startswith(f"MNIST: {victim} {why}") and "offline (test)" in msg
-    assert "train-labels-idx1-ubyte.gz" in msg and f"in {raw}/" in msg
+    if damage == "truncate":  # a bad file in the user's folder is named and left as it is
+        assert isinstance(e.value, data.ChecksumError)
+        assert msg.startswith(f"MNIST: {victim} fails its md5 check (expected a25bea736e30d166cdddb491f175f624, got ")
+        assert f"config key 'data.mnist.path' = {tmp_path / 'dl'}" in msg and "5,000 bytes" in msg
+        assert len(victim.read_bytes()) == 5000
+    else:
+        assert msg.startswith(f"MNIST: {victim} is missing") and "offline (test)" in msg
+        assert "train-labels-idx1-ubyte.gz" in msg and f"in {raw}/" in msg
     assert "images" not in msg  # the intact files are neither named nor fetched again
-    assert not victim.exists()  # a bad file is rejected and removed
     assert not (tmp_path / "m").exists() and not list(tmp_path.glob(".m.*"))  # nothing half-written
+
+
+def _torchvision_file(name: str, root: Path) -> tuple[Path, str]:
+    """(where the ingest of ``name`` looks for its first checksummed file under ``root``, its md5)."""
+    from torchvision import datasets as D
+
+    if name == "mnist":
+        return root / "MNIST" / "raw" / "train-images-idx3-ubyte", data.MNIST_RAW_MD5["train-images-idx3-ubyte"]
+    if name == "cifar10":
+        return root / D.CIFAR10.filename, D.CIFAR10.tgz_md5
+    if name == "svhn":
+        return root / D.SVHN.split_list["train"][1], D.SVHN.split_list["train"][2]
+    _, md5, fname = D.CelebA.file_list[0]
+    return root / D.CelebA.base_folder / fname, md5
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "svhn", "faces_raw"])
+def test_checksum_mismatch_leaves_a_read_only_user_file_in_place(tmp_path, monkeypatch, name):
+    """A file that fails its md5 in the user's data.*.path is named with both checksums and never touched."""
+    import torchvision.datasets.utils as tv_utils
+
+    monkeypatch.setattr(tv_utils, "urlopen", no_download, raising=False)
+    root = tmp_path / "user"
+    victim, md5 = _torchvision_file(name, root)
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"not the real file" * 100)
+    victim.chmod(0o444)
+    before = victim.stat()
+    cfg = {"source": "celeba" if name == "faces_raw" else "download", "path": str(root), "max_images": 0,
+           "link": "hardlink"}
+    with pytest.raises(data.ChecksumError) as e:
+        data.ingest(name, cfg, tmp_path / "out", seed=0)
+    msg = str(e.value)
+    got = hashlib.md5(b"not the real file" * 100).hexdigest()
+    assert f"{victim} fails its md5 check (expected {md5}, got {got}, 1,700 bytes)" in msg
+    key = "faces" if name == "faces_raw" else name
+    assert f"config key 'data.{key}.path' = {root}" in msg and "delete it and run again" in msg
+    after = victim.stat()
+    assert victim.read_bytes() == b"not the real file" * 100
+    assert (after.st_ino, after.st_mtime_ns, after.st_mode) == (before.st_ino, before.st_mtime_ns, before.st_mode)
+
 
 
 # --- torchvision datasets: download failures and conversion ----------------------------------------------------
@@ -509,9 +555,39 @@ def test_download_rejects_wrong_checksum_and_corrupt_zip(tmp_path, monkeypatch, 
     assert not list(tmp_path.iterdir())  # rejected and removed
     monkeypatch.setattr(data, "LSUN_URL", url.replace("x.zip", "{category}.zip"))
     cfg = {"source": "download", "path": str(tmp_path), "category": "bedroom", "image_size": 64, "max_images": 0}
-    with pytest.raises(data.DataError, match="corrupt"):
+    with pytest.raises(data.DataError, match="corrupt") as e:
         data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
-    assert not (tmp_path / "bedroom_train_lmdb.zip").exists()
+    assert "left in place: delete it and run again" in str(e.value)
+    assert (tmp_path / "bedroom_train_lmdb.zip").read_bytes() == b"PK not really a zip" * 100  # named, not removed
+
+
+def test_lsun_is_checked_against_its_first_use(lsun_lmdb, tmp_path, monkeypatch, serve):
+    """LSUN has no published checksum: the first download's full sha256 (zip and LMDB) is recorded, and every later
+    ingest verifies against it, naming both checksums and leaving the file alone on a mismatch."""
+    db, _ = lsun_lmdb
+    zpath = tmp_path / "lsun.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for f in db.iterdir():
+            zf.write(f, f"bedroom_train_lmdb/{f.name}")
+    srv = serve(zpath.read_bytes())
+    monkeypatch.setattr(data, "LSUN_URL", f"http://127.0.0.1:{srv.server_port}/{{category}}_train_lmdb.zip")
+    dl = tmp_path / "dl"
+    cfg = {"source": "download", "path": str(dl), "category": "bedroom", "image_size": 64, "max_images": 0}
+    data.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)
+    ledger = io.read_json(tmp_path / "data" / "checksums" / "lsun_raw.json")
+    mdb = dl / "bedroom_train_lmdb" / "data.mdb"
+    assert set(ledger) == {str((dl / "bedroom_train_lmdb.zip").resolve()), str(mdb.resolve())}
+    assert ledger[str(mdb.resolve())]["sha256"] == "sha256:" + io.sha256_file(mdb)
+    meta = data.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)  # unchanged: passes
+    assert meta["provenance"]["inputs"]["lmdb"][str(mdb)] == ledger[str(mdb.resolve())]["sha256"]  # full, not sampled
+    with open(mdb, "ab") as f:
+        f.write(b"\0")  # the file changes after its first use
+    with pytest.raises(data.ChecksumError) as e:
+        data.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)
+    msg = str(e.value)
+    assert f"{mdb} has changed since its first use: sha256:{io.sha256_file(mdb)} now, " in msg
+    assert ledger[str(mdb.resolve())]["sha256"] + " recorded on" in msg and "delete its entry from" in msg
+    assert mdb.is_file()
 
 
 def test_lsun_download_offline_names_url_and_destination(tmp_path, monkeypatch):

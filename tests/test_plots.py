@@ -48,8 +48,8 @@ def tiny(tmp_path_factory) -> dict:
                  "class_names": None, "source": "test", "stand_in": STAND_IN}
     io.write_dataset(root / "lsun", "train", rng.integers(0, 256, (64, 64, 64, 3), dtype=np.uint8))
     io.write_json(root / "lsun" / "meta.json", lsun_meta)
-    mnist_meta = {**lsun_meta, "name": "mnist", "image_shape": [28, 28, 1], "n_classes": 10,
-                  "stand_in": "random digits standing in for MNIST"}
+    mnist_meta = {**lsun_meta, "name": "mnist", "splits": {"train": 100}, "image_shape": [28, 28, 1],
+                  "n_classes": 10, "stand_in": "random digits standing in for MNIST"}
     io.write_dataset(root / "mnist", "train", rng.integers(0, 256, (100, 28, 28, 1), dtype=np.uint8),
                      np.arange(100) % 10)
     io.write_json(root / "mnist" / "meta.json", mnist_meta)

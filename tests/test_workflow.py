@@ -92,6 +92,43 @@ def test_bad_config_fails_at_once_naming_the_key(tmp_path):
     assert "config key 'precision'" in out and "allowed values: fp32, bf16, auto" in out
 
 
+def test_forced_rerun_never_touches_a_user_folder_inside_data_root(tmp_path):
+    """A face folder inside data.root is where the workflow's 'faces' dataset goes: `snakemake -F` would delete it
+    (Snakemake removes a directory() output before the job). The run is refused before any job, files untouched."""
+    faces = tmp_path / "R" / "faces"
+    faces.mkdir(parents=True)
+    photo = faces / "holiday.jpg"
+    photo.write_bytes(b"\xff\xd8\xff a user's only copy")
+    (tmp_path / "over.yaml").write_text("data:\n  root: R\n  faces: {source: folder, path: R/faces}\n")
+    res = smk("R/faces", "-F", "--cores", "1", "--directory", str(tmp_path), "--configfile",
+              str(REPO / "presets" / "demo.yaml"), str(tmp_path / "over.yaml"), timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "config key 'data.faces.path'" in out and "config key 'data.root' (R)" in out
+    assert sorted(p.name for p in faces.iterdir()) == ["holiday.jpg"]
+    assert photo.read_bytes() == b"\xff\xd8\xff a user's only copy"
+
+
+def test_damaged_dataset_is_named_by_the_dry_run(tmp_path):
+    """A truncated ingested array fails `snakemake -n` naming the file and the fix, before any job can start (and
+    before Snakemake deletes the outputs of the jobs that would read it)."""
+    import numpy as np
+
+    from dcgan_repro import io
+
+    d = tmp_path / "resources" / "data" / "mnist"
+    io.write_dataset(d, "train", np.zeros((30, 28, 28, 1), np.uint8), np.zeros(30, np.int64))
+    io.write_json(d / "meta.json", {"splits": {"train": 30}, "image_shape": [28, 28, 1], "provenance": {}})
+    with open(d / "train_y.npy", "r+b") as f:
+        f.truncate(200)
+    res = smk("-n", "--directory", str(tmp_path), "--configfile", str(REPO / "presets" / "demo.yaml"))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert ("ingested dataset resources/data/mnist is damaged: resources/data/mnist/train_y.npy is 200 bytes, but "
+            "its header (30 int64) needs 368") in out
+    assert "Delete the folder resources/data/mnist and run the workflow again" in out
+
+
 def test_readme_commands_and_ci_agree():
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
