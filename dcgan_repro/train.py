@@ -26,7 +26,10 @@ Outputs: ``model.pt`` and ``epochNNN.pt`` snapshots (docs/CONTRACTS.md "Models")
 line per ``log_every`` steps) and ``samples/stepNNNNNNN.png`` (a grid from a fixed z every ``sample_every``
 steps) next to model.pt, and the train summary JSON. Resumable checkpoints (nets, optimisers, step, all RNG
 states) go to ``checkpoint_dir`` every ``checkpoint_every`` steps and at each epoch end; a rerun resumes from
-the newest one, and on CPU ends with bitwise the same weights as an uninterrupted run (tests/test_train.py).
+the newest one that loads, and on CPU ends with bitwise the same weights as an uninterrupted run
+(tests/test_train.py). One that does not load (cut short by a crash or a full disk) is renamed to
+``stepNNNNNNNNN.pt.corrupt`` with a warning and the next older one is tried; old ones are pruned only after a
+new one is in place.
 Checkpoints are removed once all epochs are done (so a forced rerun retrains); a ``max_steps`` stop keeps them,
 so raising ``max_steps`` (or setting 0) continues the same run.
 
@@ -40,12 +43,14 @@ Measured on the 2-core CPU (width 32, batch 64, one torch thread): 1.40x the ref
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import itertools
 import json
 import logging
 import math
 import random
+import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -221,9 +226,16 @@ def _set_rng_state(s: dict[str, Any]) -> None:
     random.setstate((v, tuple(internal), gauss))
 
 
+_CHECKPOINT_NAME = re.compile(r"step(\d{9,})\.pt")     # not .step*.tmp.pt (atomic writes) nor *.pt.corrupt*
+_CHECKPOINT_KEYS = ("netG", "netD", "optG", "optD", "zgen", "rng", "state", "fingerprint")
+
+
 def _checkpoint_files(d: Path) -> list[Path]:
-    """Resumable checkpoints in ``d``, newest first."""
-    return sorted(d.glob("step*.pt"), reverse=True) if d.is_dir() else []
+    """Resumable checkpoints in ``d`` (exactly ``step<digits>.pt``), newest (highest step) first."""
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _CHECKPOINT_NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found, key=lambda sp: sp[0], reverse=True)]
 
 
 def _fingerprint(run: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
@@ -241,46 +253,129 @@ def _save_resumable(d: Path, netG, netD, optG, optD, zgen: torch.Generator, stat
            "fingerprint": fingerprint}
     with io.atomic_path(d / f"step{state.step:09d}.pt") as tmp:
         torch.save(obj, tmp)
+    # only now that the new file is in place (a failed save raises above and prunes nothing): the older kept one
+    # is still there should the new one turn out unreadable on the next start
     for old in _checkpoint_files(d)[KEEP_CHECKPOINTS:]:
         old.unlink()
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A resumable checkpoint's contents; raises on anything that is not one (truncated, empty, garbage, ...)."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict):
+        raise ValueError(f"holds a {type(ck).__name__}, not a checkpoint dict")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
+    if missing:
+        raise ValueError(f"missing keys {missing}")
+    fp = ck["fingerprint"]
+    if not (isinstance(fp, dict) and isinstance(fp.get("run"), dict) and "data_shape" in fp):
+        raise ValueError("malformed fingerprint")
+    return ck
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a checkpoint that does not load to ``<name>.corrupt`` (``.corrupt.1``, ... if taken): it no longer
+    matches ``_checkpoint_files``, so it is never resumed nor pruned, and never overwrites an earlier one."""
+    dest, n = path.with_name(f"{path.name}.corrupt"), 0
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt.{n}")
+    path.rename(dest)
+    return dest
+
+
+def _error_text(e: BaseException) -> str:
+    """``Type: first sentence`` of an error (torch's load errors go on for lines, with advice that does not apply
+    here, e.g. to load with ``weights_only=False``)."""
+    text = str(e).strip().split("\n", 1)[0]
+    text = text.split(". ", 1)[0].rstrip(".")
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def _resume(d: Path, name: str, netG, netD, optG, optD, zgen: torch.Generator, state: _State,
             fingerprint: dict[str, Any]) -> None:
-    """Load the newest checkpoint in ``d`` into the nets/optimisers/RNGs/state, if there is one that fits.
+    """Load the newest checkpoint in ``d`` that loads into the nets/optimisers/RNGs/state, if there is one.
 
-    Checkpoints made under a different config (or data) are moved aside to ``<d>.stale-<hash>``, never
-    silently resumed nor overwritten.
+    A checkpoint that fails to load or apply (truncated, empty, garbage, wrong structure) is renamed to
+    ``<name>.corrupt`` with a warning and the next older one is tried; if none loads, nothing is changed (the
+    run starts from step 0, exactly as a fresh one). Checkpoints made under a different config (or data) are
+    moved aside to ``<d>.stale-<hash>``, never silently resumed nor overwritten.
     """
-    files = _checkpoint_files(d)
-    if not files:
+    moved: list[Path] = []
+    initial = None
+    for path in _checkpoint_files(d):
+        stale = False
+        try:
+            ck = _read_checkpoint(path)
+            stale = ck["fingerprint"] != fingerprint
+            if not stale:
+                if initial is None:   # what a failed half-way apply is rolled back to
+                    initial = _training_state(netG, netD, optG, optD, zgen)
+                _apply_checkpoint(ck, netG, netD, optG, optD, zgen, state)
+        except MemoryError:
+            raise
+        except Exception as e:   # noqa: BLE001 - any failure to load means: not resumable, try the older one
+            if initial is not None:
+                _restore_training_state(initial, netG, netD, optG, optD, zgen)
+            size = path.stat().st_size
+            dest = _move_aside(path)
+            moved.append(dest)
+            log.warning("run %s: checkpoint %s (%d bytes) cannot be resumed (%s); moved it to %s and trying the "
+                        "next older checkpoint", name, path, size, _error_text(e), dest)
+            continue
+        if stale:   # the newest checkpoint that loads was made with other settings: the whole folder goes
+            _move_stale(d, name, ck["fingerprint"], fingerprint)
+            return
+        log.info("run %s: resumed from %s (step %d)", name, path, state.step)
         return
-    ck = torch.load(files[0], map_location="cpu", weights_only=True)
-    if ck["fingerprint"] != fingerprint:
-        old, new = ck["fingerprint"], fingerprint
-        diff = {k: (old["run"].get(k), new["run"].get(k)) for k in old["run"].keys() | new["run"].keys()
-                if old["run"].get(k) != new["run"].get(k)}
-        if old["data_shape"] != new["data_shape"]:
-            diff["data_shape"] = (old["data_shape"], new["data_shape"])
-        tag = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
-        stale = d.with_name(f"{d.name}.stale-{tag}")
-        log.warning("run %s: checkpoints in %s were made with different settings (checkpoint, now): %s; moving "
-                    "them to %s and starting from step 0", name, d, diff, stale)
-        if stale.exists():
-            shutil.rmtree(stale)
-        d.rename(stale)
-        return
+    if moved:
+        log.warning("run %s: no checkpoint in %s could be resumed (moved aside: %s); starting from step 0",
+                    name, d, ", ".join(map(str, moved)))
+
+
+def _training_state(netG, netD, optG, optD, zgen: torch.Generator) -> dict[str, Any]:
+    return {"netG": {k: v.detach().clone() for k, v in netG.state_dict().items()},
+            "netD": {k: v.detach().clone() for k, v in netD.state_dict().items()},
+            "optG": copy.deepcopy(optG.state_dict()), "optD": copy.deepcopy(optD.state_dict()),
+            "zgen": zgen.get_state(), "rng": _rng_state()}
+
+
+def _restore_training_state(s: dict[str, Any], netG, netD, optG, optD, zgen: torch.Generator) -> None:
+    netG.load_state_dict(s["netG"])
+    netD.load_state_dict(s["netD"])
+    optG.load_state_dict(copy.deepcopy(s["optG"]))
+    optD.load_state_dict(copy.deepcopy(s["optD"]))
+    zgen.set_state(s["zgen"])
+    _set_rng_state(s["rng"])
+
+
+def _apply_checkpoint(ck: dict[str, Any], netG, netD, optG, optD, zgen: torch.Generator, state: _State) -> None:
+    s = ck["state"]
+    step, low_d_steps, train_time_s = int(s["step"]), int(s["low_d_steps"]), float(s["train_time_s"])
+    snapshots = {int(k): v for k, v in s["snapshots"].items()}
     netG.load_state_dict(ck["netG"])
     netD.load_state_dict(ck["netD"])
     optG.load_state_dict(ck["optG"])
     optD.load_state_dict(ck["optD"])
     zgen.set_state(ck["zgen"])
     _set_rng_state(ck["rng"])
-    s = ck["state"]
-    state.step, state.low_d_steps, state.train_time_s = s["step"], s["low_d_steps"], s["train_time_s"]
-    state.snapshots = {int(k): v for k, v in s["snapshots"].items()}
-    state.resumed_from = state.step
-    log.info("run %s: resumed from %s (step %d)", name, files[0], state.step)
+    state.step, state.low_d_steps, state.train_time_s, state.snapshots = step, low_d_steps, train_time_s, snapshots
+    state.resumed_from = step
+
+
+def _move_stale(d: Path, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Move the checkpoint folder ``d`` (made with fingerprint ``old``) aside to ``<d>.stale-<hash>``."""
+    diff = {k: (old["run"].get(k), new["run"].get(k)) for k in old["run"].keys() | new["run"].keys()
+            if old["run"].get(k) != new["run"].get(k)}
+    if old["data_shape"] != new["data_shape"]:
+        diff["data_shape"] = (old["data_shape"], new["data_shape"])
+    tag = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
+    stale = d.with_name(f"{d.name}.stale-{tag}")
+    log.warning("run %s: checkpoints in %s were made with different settings (checkpoint, now): %s; moving "
+                "them to %s and starting from step 0", name, d, diff, stale)
+    if stale.exists():
+        shutil.rmtree(stale)
+    d.rename(stale)
 
 
 # --- progress: stats.jsonl, sample grids, tqdm into the log --------------------------------------------------

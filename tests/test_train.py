@@ -5,7 +5,9 @@ docs/CONTRACTS.md, the collapse detector stops bad runs. Tiny synthetic datasets
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +156,175 @@ def test_finished_run_retrains_and_changed_config_is_not_resumed(tmp_path):
     # a finished run leaves no checkpoint, so a forced rerun trains from step 0
     third, _ = fit(tmp_path, "a", {**run, "lr": 1e-3}, data, ckpt="ck")
     assert third["resumed_from_step"] is None
+
+
+# --- corrupt resumable checkpoints (a node crash or a full disk mid-write must not block training forever) ----
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "dcgan_repro.train" and r.levelno == logging.WARNING]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """An uninterrupted run, and one stopped by max_steps at step 10 that keeps resumable checkpoints 8 and 10."""
+    root = tmp_path_factory.mktemp("stopped")
+    run = make_run()
+    data = make_data(root, "svhn32")
+    _, out_full = fit(root, "full", run, data)
+    fit(root, "part", {**run, "max_steps": 10}, data)
+    ck = root / "ck_part"
+    assert sorted(p.name for p in ck.iterdir()) == ["step000000008.pt", "step000000010.pt"]
+    return run, data, out_full, ck
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[:int(len(raw) * keep)])
+
+
+def test_truncated_newest_checkpoint_is_moved_aside_and_the_older_one_resumed(tmp_path, stopped_run, caplog):
+    """Newest checkpoint cut to half its bytes (crash / full disk): the rerun moves it aside as .corrupt with a
+    warning naming it and the error, resumes from the older one, and ends bitwise equal to an uninterrupted run."""
+    run, data, out_full, _ = stopped_run
+    part, out = fit(tmp_path, "c", {**run, "max_steps": 10}, data)
+    assert part["steps"] == 10
+    ck = tmp_path / "ck_c"
+    newest = ck / "step000000010.pt"
+    truncate(newest)
+    cut = newest.read_bytes()
+    with caplog.at_level(logging.INFO, logger="dcgan_repro.train"):
+        resumed, out = fit(tmp_path, "c", run, data)
+    assert resumed["resumed_from_step"] == 8 and resumed["steps"] == 15 and not resumed["stopped_early"]
+    assert (ck / "step000000010.pt.corrupt").read_bytes() == cut          # moved aside, byte for byte
+    warned = warnings_of(caplog)
+    assert any(str(newest) in m and "failed reading zip archive" in m and "step000000010.pt.corrupt" in m
+               for m in warned), warned
+    same_weights(out_full / "model.pt", out / "model.pt")
+    same_weights(out_full / "epoch003.pt", out / "epoch003.pt")
+    assert stats(out_full) == stats(out)
+    # finished: the good checkpoints are removed as before, the corrupt one is kept for a person to look at
+    assert sorted(p.name for p in ck.iterdir()) == ["step000000010.pt.corrupt"]
+
+
+def test_zero_byte_newest_checkpoint_falls_back_to_the_older_one(tmp_path, stopped_run, caplog):
+    run, data, out_full, ck0 = stopped_run
+    ck = shutil.copytree(ck0, tmp_path / "ck")
+    (ck / "step000000010.pt").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="dcgan_repro.train"):
+        resumed, out = fit(tmp_path, "z", {**run, "max_steps": 12}, data, ckpt="ck")
+    assert resumed["resumed_from_step"] == 8 and resumed["steps"] == 12
+    assert any(str(ck / "step000000010.pt") in m for m in warnings_of(caplog))
+    assert (ck / "step000000010.pt.corrupt").stat().st_size == 0
+    # steps 10 and 12 were checkpointed again: the one resumed from is pruned only once both new ones exist
+    assert sorted(p.name for p in ck.iterdir()) == ["step000000010.pt", "step000000010.pt.corrupt",
+                                                    "step000000012.pt"]
+
+
+def _edit(path: Path, change) -> None:
+    ck = torch.load(path, weights_only=True)
+    torch.save(change(ck), path)
+
+
+CORRUPTIONS = {
+    "zero_bytes": lambda p: p.write_bytes(b""),
+    "truncated": truncate,
+    "garbage": lambda p: p.write_bytes(b"\x00not a checkpoint\xff" * 500),
+    "not_a_dict": lambda p: torch.save([1, 2, 3], p),
+    "missing_key": lambda p: _edit(p, lambda ck: {k: v for k, v in ck.items() if k != "optD"}),
+    # these fail half-way through loading (netG loaded, then netD / the RNGs refused): nothing may leak into the
+    # fresh start, or the step-0 run would not match an uninterrupted one
+    "wrong_shape": lambda p: _edit(p, lambda ck: {**ck, "netD": {k: v[..., :1] if v.ndim == 4 else v
+                                                                  for k, v in ck["netD"].items()}}),
+    "bad_rng": lambda p: _edit(p, lambda ck: {**ck, "rng": {**ck["rng"], "python": None}}),
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+def test_all_checkpoints_corrupt_starts_from_step_0_with_a_warning(tmp_path, stopped_run, caplog, kind):
+    """Zero-byte newest, and the older one corrupt in some way: both moved aside, training from step 0, bitwise
+    equal to an uninterrupted run (a half-applied checkpoint must leave no trace), a warning lists both files."""
+    run, data, out_full, ck0 = stopped_run
+    ck = shutil.copytree(ck0, tmp_path / "ck")
+    (ck / "step000000010.pt").write_bytes(b"")
+    CORRUPTIONS[kind](ck / "step000000008.pt")
+    with caplog.at_level(logging.WARNING, logger="dcgan_repro.train"):
+        summary, out = fit(tmp_path, "all", run, data, ckpt="ck")
+    assert summary["resumed_from_step"] is None and summary["steps"] == 15
+    same_weights(out_full / "model.pt", out / "model.pt")
+    assert stats(out_full) == stats(out)
+    assert sorted(p.name for p in ck.iterdir()) == ["step000000008.pt.corrupt", "step000000010.pt.corrupt"]
+    last = warnings_of(caplog)[-1]
+    assert "starting from step 0" in last and str(ck / "step000000008.pt.corrupt") in last \
+        and str(ck / "step000000010.pt.corrupt") in last, last
+
+
+def test_corrupt_files_are_never_resumed_nor_overwritten(tmp_path, stopped_run, caplog):
+    """A .corrupt file is never picked up, even one that would load; a second corrupt file of the same step gets
+    a new name instead of replacing the first."""
+    run, data, _, ck0 = stopped_run
+    ck = shutil.copytree(ck0, tmp_path / "ck")
+    good10 = (ck / "step000000010.pt").read_bytes()
+    (ck / "step000000010.pt.corrupt").write_bytes(good10)                 # loadable, but set aside earlier
+    (ck / "step000000014.pt.corrupt.pt").write_bytes(good10)              # odd names never match either
+    (ck / "step000000010.pt").write_bytes(b"")
+    (ck / "step000000008.pt").write_bytes(b"junk")
+    with caplog.at_level(logging.WARNING, logger="dcgan_repro.train"):
+        summary, _ = fit(tmp_path, "n", {**run, "max_steps": 3}, data, ckpt="ck")
+    assert summary["resumed_from_step"] is None
+    assert (ck / "step000000010.pt.corrupt").read_bytes() == good10
+    assert (ck / "step000000010.pt.corrupt.1").stat().st_size == 0
+    assert (ck / "step000000008.pt.corrupt").read_bytes() == b"junk"
+    names = ["step000000008.pt", "step999999999.pt", "step1000000000.pt", "step000000010.pt.corrupt",
+             "step000000010.pt.corrupt.1", "step000000014.pt.corrupt.pt", ".step000000016.pt.x1.tmp.pt", "stepX.pt"]
+    d = tmp_path / "names"
+    d.mkdir()
+    for n in names:
+        (d / n).touch()
+    assert [p.name for p in train._checkpoint_files(d)] == ["step1000000000.pt", "step999999999.pt",
+                                                           "step000000008.pt"]
+
+
+def test_corrupt_newest_then_stale_older_still_moves_the_folder_aside(tmp_path, stopped_run):
+    run, data, _, ck0 = stopped_run
+    ck = shutil.copytree(ck0, tmp_path / "ck")
+    (ck / "step000000010.pt").write_bytes(b"")
+    summary, _ = fit(tmp_path, "s", {**run, "lr": 1e-3, "max_steps": 2}, data, ckpt="ck")
+    assert summary["resumed_from_step"] is None
+    stale = list(tmp_path.glob("ck.stale-*"))
+    assert len(stale) == 1
+    assert sorted(p.name for p in stale[0].iterdir()) == ["step000000008.pt", "step000000010.pt.corrupt"]
+
+
+def test_a_failed_checkpoint_write_prunes_nothing(tmp_path, stopped_run, monkeypatch):
+    """Old checkpoints are pruned only after the new one is in place: a save that dies half-way (full disk)
+    leaves the existing ones and no partial file that could be taken for a checkpoint."""
+    run, data, _, ck0 = stopped_run
+    ck = shutil.copytree(ck0, tmp_path / "ck")
+    torch.manual_seed(0)
+    netG, netD = models.build_models(run)
+    optG, optD = torch.optim.Adam(netG.parameters()), torch.optim.Adam(netD.parameters())
+    args = (netG, netD, optG, optD, torch.Generator(), train._State(step=12), {"fp": 1})
+    real_save = torch.save
+
+    def full_disk(obj, f):
+        real_save(obj, f)
+        truncate(Path(f))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        train._save_resumable(ck, *args)
+    assert sorted(p.name for p in ck.iterdir()) == ["step000000008.pt", "step000000010.pt"]
+
+    def checked_save(obj, f):                                  # while the new file is written, nothing is pruned
+        assert sorted(p.name for p in ck.glob("step*.pt")) == ["step000000008.pt", "step000000010.pt"]
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", checked_save)
+    train._save_resumable(ck, *args)
+    assert sorted(p.name for p in ck.iterdir()) == ["step000000010.pt", "step000000012.pt"]
+    assert torch.load(ck / "step000000012.pt", weights_only=True)["state"]["step"] == 12
 
 
 def test_outputs_follow_the_contract(tmp_path):
