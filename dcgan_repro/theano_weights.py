@@ -27,6 +27,11 @@ BN running statistics are not part of the release (the authors' nets always norm
 D's running statistics stay at their initial values and the feature extractor fixes them from training images
 (``features.bn_stats: fixed``), as the authors' code does.
 
+Every file is treated as untrusted: the ``.jl`` pickle may hold only the opcodes and the two globals of a joblib
+list pickle (``numpy.ndarray`` unpickles to a marker that cannot be called), and every ``.npy`` header is checked
+(float dtype, at most :data:`MAX_ARRAY_BYTES`, exactly as many data bytes as the file holds, and the shape the net
+expects) before its array is allocated; anything else is a :class:`WeightFileError` naming the file.
+
 :func:`write_theano_params` writes any of these nets in the same layout (the ``.jl`` list pickle plus ``.npy``
 siblings), which the tests use for a round trip and users can use to hand our weights to the authors' code.
 """
@@ -34,8 +39,12 @@ siblings), which the tests use for a round trip and users can use to hand our we
 from __future__ import annotations
 
 import logging
+import math
+import os
 import pickle
+import pickletools
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,6 +69,13 @@ RELEASED_FILES: dict[str, dict[str, str]] = {
 }
 KINDS = ("linear", "conv", "bn_gain", "bn_bias")
 
+# Largest .npy array the loader allocates. The biggest array of any net here is tens of MiB (dcgan64 at ngf=128:
+# its 1024x512x5x5 kernel, 50 MiB; the released nets' largest is 9 MiB), so 1 GiB leaves room for much wider
+# configs while a hostile or corrupt header can no longer make the loader ask for terabytes.
+MAX_ARRAY_BYTES = 1 << 30
+# Largest .jl list pickle read: the released ones are about 1 KiB (under 50 bytes per listed array).
+MAX_PICKLE_BYTES = 1 << 20
+
 
 class WeightFileError(ValueError):
     """A released-weights file that is absent, unreadable, or does not fit the net it is loaded into."""
@@ -75,21 +91,78 @@ class _NDArrayWrapper:
         self.state = state
 
 
+_CALLS_NDARRAY = ("the pickle calls numpy.ndarray (to build an array inside the pickle); a joblib list pickle "
+                  "only names it, as the 'subclass' of its NDArrayWrapper entries")
+
+
+class _NDArrayMarker:
+    """What ``numpy.ndarray`` unpickles to. joblib's list pickles name the class only as the ``subclass`` value
+    of an ``NDArrayWrapper``'s state; calling it (REDUCE, NEWOBJ, INST, OBJ) or BUILDing it, which would let
+    the file allocate an array of any shape, is refused."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError(_CALLS_NDARRAY)
+
+    @classmethod
+    def __setstate__(cls, state: Any) -> None:
+        raise pickle.UnpicklingError(_CALLS_NDARRAY)
+
+
+def _allowed_global(module: str, name: str) -> type:
+    if name == "NDArrayWrapper" and module.endswith("numpy_pickle"):
+        return _NDArrayWrapper
+    if (module, name) == ("numpy", "ndarray"):
+        return _NDArrayMarker
+    raise pickle.UnpicklingError(f"unexpected object {module}.{name} (a joblib list of arrays holds only "
+                                 "NDArrayWrapper entries)")
+
+
+# The opcodes a joblib 0.9 list pickle (protocol 2, as the released files and _list_pickle write it) is made of,
+# with their variants for longer strings and memo indices. Nothing here calls anything but NEWOBJ (of
+# NDArrayWrapper; _NDArrayMarker refuses it) and BUILD (NDArrayWrapper.__setstate__, which only stores).
+_LIST_PICKLE_OPCODES = frozenset({
+    "PROTO", "STOP", "MARK", "EMPTY_LIST", "APPEND", "APPENDS", "EMPTY_TUPLE", "EMPTY_DICT", "SETITEM", "SETITEMS",
+    "GLOBAL", "NEWOBJ", "BUILD", "NEWTRUE", "NEWFALSE", "NONE", "SHORT_BINSTRING", "BINSTRING",
+    "SHORT_BINUNICODE", "BINUNICODE", "BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET", "MEMOIZE",
+})
+
+
+def _check_list_pickle(data: bytes) -> None:
+    """Walk the opcodes of ``data`` before unpickling it: only the opcodes and globals of a joblib list pickle may
+    occur. Each opcode is checked before its argument is read, and arguments are read by pickletools from an
+    in-memory copy, so a declared length cannot allocate more than the (capped) file holds."""
+    f = BytesIO(data)
+    while True:
+        pos = f.tell()
+        code = f.read(1)
+        op = pickletools.code2op.get(code.decode("latin-1")) if code else None
+        if op is None:
+            raise pickle.UnpicklingError(f"byte {pos}: " + (f"unknown opcode {code!r}" if code else
+                                                            "the pickle ends without STOP"))
+        if op.name not in _LIST_PICKLE_OPCODES:
+            raise pickle.UnpicklingError(f"opcode {op.name} at byte {pos} does not occur in joblib list pickles")
+        try:
+            arg = op.arg.reader(f) if op.arg is not None else None
+        except ValueError as e:  # a truncated argument, a length past the end of the file
+            raise pickle.UnpicklingError(f"opcode {op.name} at byte {pos}: {e}") from e
+        if op.name == "GLOBAL":
+            module, _, name = arg.partition(" ")
+            _allowed_global(module, name)
+        if op.name == "STOP":
+            return
+
+
 class _ListUnpickler(pickle.Unpickler):
     """Unpickles a joblib (< 0.10) list pickle without joblib and without running any code from the file.
 
-    Only the two globals such a file holds are resolved (``...numpy_pickle.NDArrayWrapper`` and
-    ``numpy.ndarray``, as a marker); anything else is refused. The pickles name
-    ``sklearn.externals.joblib``, which current scikit-learn no longer has, so ``joblib.load`` cannot read them.
+    Only the two globals such a file holds are resolved (``...numpy_pickle.NDArrayWrapper``, and
+    ``numpy.ndarray`` as :class:`_NDArrayMarker`, which cannot be called); anything else is refused. The pickles
+    name ``sklearn.externals.joblib``, which current scikit-learn no longer has, so ``joblib.load`` cannot read
+    them. Feed it only data that passed :func:`_check_list_pickle` (see :func:`list_array_files`).
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        if name == "NDArrayWrapper" and module.endswith("numpy_pickle"):
-            return _NDArrayWrapper
-        if (module, name) == ("numpy", "ndarray"):
-            return np.ndarray
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name} (a joblib list of arrays holds only "
-                                     "NDArrayWrapper entries)")
+        return _allowed_global(module, name)
 
 
 def list_array_files(jl_path: io.PathLike) -> list[Path]:
@@ -100,14 +173,26 @@ def list_array_files(jl_path: io.PathLike) -> list[Path]:
                               f"200_gen_params.jl with its .npy siblings)")
     try:
         with open(jl_path, "rb") as f:
-            items = _ListUnpickler(f, encoding="latin1").load()
+            data = f.read(MAX_PICKLE_BYTES + 1)
+    except OSError as e:
+        raise WeightFileError(f"{jl_path} cannot be read: {e}") from e
+    if len(data) > MAX_PICKLE_BYTES:
+        raise WeightFileError(f"{jl_path} has {os.path.getsize(jl_path)} bytes; expected a joblib list pickle of "
+                              f"at most {MAX_PICKLE_BYTES} bytes (the released ones are about 1 KiB)")
+    try:
+        _check_list_pickle(data)
+        items = _ListUnpickler(BytesIO(data), encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise WeightFileError(f"{jl_path} is not a joblib list pickle of arrays: {e}") from e
     if not isinstance(items, list) or not all(isinstance(i, _NDArrayWrapper) for i in items):
         raise WeightFileError(f"{jl_path} is not a joblib list pickle of arrays (got {type(items).__name__})")
     names = []
     for i, item in enumerate(items):
-        name = item.state.get("filename") if isinstance(item.state, dict) else None
+        state = getattr(item, "state", None)
+        if not isinstance(state, dict) or state.get("subclass", _NDArrayMarker) is not _NDArrayMarker:
+            raise WeightFileError(f"{jl_path}: entry {i + 1} is not an NDArrayWrapper of a numpy.ndarray "
+                                  f"(state {state!r})")
+        name = state.get("filename")
         if isinstance(name, bytes):
             name = name.decode()
         if not isinstance(name, str) or Path(name).name != name:
@@ -116,18 +201,109 @@ def list_array_files(jl_path: io.PathLike) -> list[Path]:
     return names
 
 
+@dataclass(frozen=True)
+class NpyHeader:
+    """The checked header of one ``.npy`` file: what it holds and where its data start."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    offset: int  # bytes before the data
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow whatever the header says
+
+    def describe(self) -> str:
+        size = f"{self.nbytes} bytes" + (f" = {_human_bytes(self.nbytes)}" if self.nbytes >= 1024 else "")
+        return f"shape {self.shape}, dtype {self.dtype.str} ({size})"
+
+
+def _human_bytes(n: int) -> str:
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if x < 1024 or unit == "PiB":
+            return f"{x:.1f} {unit}"
+        x /= 1024
+    raise AssertionError  # unreachable
+
+
+def _read_npy_header(f: Any, path: Path) -> NpyHeader:
+    """Parse and check the header of the open ``.npy`` file ``f`` (positioned at its start) without reading data:
+    a float dtype, at most :data:`MAX_ARRAY_BYTES`, and exactly as many data bytes as the file holds."""
+    expected = (f"expected a float array (the released ones are float32, '<f4') of at most "
+                f"{_human_bytes(MAX_ARRAY_BYTES)} (MAX_ARRAY_BYTES)")
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise WeightFileError(f"{path}: .npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0 "
+                                  "(what np.save writes for plain float arrays)")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(f)
+        offset = f.tell()
+        file_size = os.fstat(f.fileno()).st_size
+    except WeightFileError:
+        raise
+    except (ValueError, OSError) as e:
+        raise WeightFileError(f"{path} is not a .npy file with a readable header ({e}); {expected}") from e
+    h = NpyHeader(path, tuple(shape), dtype, bool(fortran_order), offset)
+    says = f"{path}: the header says {h.describe()}"
+    if any(not isinstance(d, int) or d < 0 for d in h.shape):
+        raise WeightFileError(f"{says}, which has a negative dimension; {expected}")
+    if dtype.hasobject:
+        raise WeightFileError(f"{says}: an object array (its data would be a pickle); {expected}")
+    if dtype.kind != "f" or dtype.fields is not None or dtype.subdtype is not None:
+        raise WeightFileError(f"{says}, which is not a floating-point dtype; {expected}")
+    if h.nbytes > MAX_ARRAY_BYTES:
+        raise WeightFileError(f"{says}; {expected}, so it is not read")
+    if file_size - offset != h.nbytes:
+        raise WeightFileError(f"{says}, but the file holds {file_size - offset} bytes of data after its "
+                              f"{offset}-byte header; expected exactly {h.nbytes} (the file is truncated, padded, "
+                              "or its header is wrong)")
+    return h
+
+
+def read_npy_header(path: io.PathLike) -> NpyHeader:
+    """The checked header of a ``.npy`` weights file (see :func:`_read_npy_header`); reads no array data."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _read_npy_header(f, path)
+    except OSError as e:
+        raise WeightFileError(f"{path} cannot be read: {e}") from e
+
+
+def read_npy(path: io.PathLike, expected_shape: Sequence[int] | None = None) -> np.ndarray:
+    """One ``.npy`` weights array, allocated only after its header passed the checks of :func:`read_npy_header`
+    (and, given ``expected_shape``, has that shape)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            h = _read_npy_header(f, path)
+            if expected_shape is not None and h.shape != tuple(expected_shape):
+                raise WeightFileError(f"{path}: the header says {h.describe()}; expected shape "
+                                      f"{tuple(expected_shape)}")
+            buf = np.empty(h.nbytes, dtype=np.uint8)
+            n = f.readinto(buf)
+    except OSError as e:
+        raise WeightFileError(f"{path} cannot be read: {e}") from e
+    if n != h.nbytes:  # the file changed under us
+        raise WeightFileError(f"{path}: the header says {h.describe()}, but only {n} bytes of data could be read")
+    return buf.view(h.dtype).reshape(h.shape, order="F" if h.fortran_order else "C")
+
+
+def read_param_headers(jl_path: io.PathLike) -> list[NpyHeader | None]:
+    """The checked ``.npy`` headers of a released ``.jl`` file in list order; ``None`` where a file is absent."""
+    return [read_npy_header(p) if p.is_file() else None for p in list_array_files(jl_path)]
+
+
 def read_param_list(jl_path: io.PathLike) -> list[np.ndarray | None]:
-    """The arrays of a released ``.jl`` file in list order; ``None`` where the ``.npy`` sibling is absent."""
-    arrays: list[np.ndarray | None] = []
-    for p in list_array_files(jl_path):
-        if not p.is_file():
-            arrays.append(None)
-            continue
-        try:
-            arrays.append(np.load(p, allow_pickle=False))
-        except ValueError as e:
-            raise WeightFileError(f"{p} is not a readable .npy array: {e}") from e
-    return arrays
+    """The arrays of a released ``.jl`` file in list order; ``None`` where the ``.npy`` sibling is absent.
+
+    Every header is checked (:func:`read_npy_header`) before any array is allocated."""
+    return [read_npy(h.path) if h is not None else None for h in read_param_headers(jl_path)]
 
 
 def _pickle_str(s: str) -> bytes:
@@ -228,6 +404,19 @@ def load_params(net: nn.Module, arrays: Sequence[np.ndarray | None], *, source: 
     ``n_convs`` (discriminators only): load only the arrays of D's first ``n_convs`` conv layers; the arrays of
     later layers and of the head may then be absent. ``source`` names the file in error messages.
     """
+    slots, wanted = _check_fit(net, arrays, source=source, n_convs=n_convs)
+    params = dict(net.named_parameters())
+    with torch.no_grad():
+        for s in wanted:
+            params[s.name].copy_(from_theano(s.kind, arrays[s.index]))
+    log.info("loaded %d of %d arrays from %s into %s", len(wanted), len(slots), source, type(net).__name__)
+
+
+def _check_fit(net: nn.Module, arrays: Sequence[Any], *, source: str, n_convs: int | None
+               ) -> tuple[list[Slot], list[Slot]]:
+    """(all slots, the slots to load) of ``net``, after checking the presence and ``.shape`` of every wanted entry
+    of ``arrays`` (arrays, or the :class:`NpyHeader` of each, so that nothing is allocated before the check).
+    Raises :class:`WeightFileError` listing every problem."""
     slots = theano_slots(net)
     if len(arrays) != len(slots):
         raise WeightFileError(f"{source} lists {len(arrays)} arrays but {type(net).__name__} "
@@ -255,11 +444,18 @@ def load_params(net: nn.Module, arrays: Sequence[np.ndarray | None], *, source: 
                     f"n_convs={complete}" if complete else ". Not even D's first conv layer is complete")
         raise WeightFileError(f"{source} does not fit {type(net).__name__} ({getattr(net, 'model', '?')}): "
                               + "; ".join(problems) + hint)
-    params = dict(net.named_parameters())
-    with torch.no_grad():
-        for s in wanted:
-            params[s.name].copy_(from_theano(s.kind, arrays[s.index]))
-    log.info("loaded %d of %d arrays from %s into %s", len(wanted), len(slots), source, type(net).__name__)
+    return slots, wanted
+
+
+def _load_file(net: nn.Module, path: Path, n_convs: int | None = None) -> None:
+    """Load the released file ``path`` into ``net``: every ``.npy`` header is checked, and its shape against
+    ``net``, before the arrays ``net`` needs (and only those) are read."""
+    headers = read_param_headers(path)
+    _, wanted = _check_fit(net, headers, source=str(path), n_convs=n_convs)
+    arrays: list[np.ndarray | None] = [None] * len(headers)
+    for s in wanted:
+        arrays[s.index] = read_npy(headers[s.index].path, expected_shape=s.theano_shape)
+    load_params(net, arrays, source=str(path), n_convs=n_convs)
 
 
 def _complete_prefix(slots: Sequence[Slot], arrays: Sequence[np.ndarray | None]) -> int:
@@ -328,7 +524,7 @@ def load_generator(weights: io.PathLike, model: str = "svhn32", run: dict[str, A
     path = released_file(weights, run["model"], "G")
     with torch.random.fork_rng(devices=[]):  # the throw-away init must not shift the caller's RNG stream
         netG, _ = models.build_models(run)
-    load_params(netG, read_param_list(path), source=str(path))
+    _load_file(netG, path)
     return netG.eval()
 
 
@@ -343,7 +539,7 @@ def load_discriminator(weights: io.PathLike, model: str = "svhn32", run: dict[st
     path = released_file(weights, run["model"], "D")
     with torch.random.fork_rng(devices=[]):
         _, netD = models.build_models(run)
-    load_params(netD, read_param_list(path), source=str(path), n_convs=n_convs)
+    _load_file(netD, path, n_convs=n_convs)
     net = DiscriminatorPrefix(netD, n_convs) if n_convs is not None else netD
     return net.eval()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +138,141 @@ def test_released_imagenet_d_prefix(shared_data):
         tw.load_generator(folder, "imagenet32")
     prefix = tw.load_discriminator(folder, "imagenet32", n_convs=4)
     assert features.feature_dim(prefix) == 12288
+
+
+# --- hostile files: nothing in a .jl or .npy may make the loader allocate more than the nets need ------------
+
+_HUGE = b"J\x00\x00\x40\x00" * 2  # BININT 2**22, twice: shape (2**22, 2**22) float64 = 128 TiB
+
+
+def _hostile(tmp_path, body: bytes) -> Path:
+    path = tmp_path / "evil.jl"
+    path.write_bytes(b"\x80\x02" + body + b".")
+    return path
+
+
+def test_pickle_cannot_call_ndarray_via_reduce(tmp_path):
+    """GLOBAL numpy.ndarray + ((2**22, 2**22),) + REDUCE: the unfixed loader called the real class (MemoryError)."""
+    path = _hostile(tmp_path, b"cnumpy\nndarray\n" + _HUGE + b"\x86\x85R")
+    with pytest.raises(tw.WeightFileError, match=r"evil\.jl is not a joblib list pickle of arrays: opcode BININT "
+                                                 r"at byte 17 does not occur in joblib list pickles"):
+        tw.read_param_list(path)
+    path = _hostile(tmp_path, b"cnumpy\nndarray\n)R")  # only REDUCE is foreign here
+    with pytest.raises(tw.WeightFileError, match=r"opcode REDUCE at byte 18 does not occur"):
+        tw.read_param_list(path)
+
+
+def test_pickle_cannot_call_ndarray_via_newobj(tmp_path):
+    """... + NEWOBJ: ndarray.__new__(ndarray, (2**22, 2**22)), and NEWOBJ alone (which the real files use)."""
+    path = _hostile(tmp_path, b"cnumpy\nndarray\n" + _HUGE + b"\x86\x85\x81")
+    with pytest.raises(tw.WeightFileError, match=r"evil\.jl is not a joblib list pickle of arrays: opcode BININT"):
+        tw.read_param_list(path)
+    path = _hostile(tmp_path, b"cnumpy\nndarray\n)\x81")
+    with pytest.raises(tw.WeightFileError, match=r"evil\.jl is not a joblib list pickle of arrays: the pickle "
+                                                 r"calls numpy\.ndarray"):
+        tw.read_param_list(path)
+
+
+def test_unpickler_itself_refuses_to_call_the_ndarray_marker():
+    """Defence in depth: even past the opcode check, numpy.ndarray resolves to a marker that cannot be called."""
+    for body in (_HUGE + b"\x86\x85R", _HUGE + b"\x86\x85\x81", b"}b"):  # REDUCE, NEWOBJ, BUILD on the class
+        with pytest.raises(pickle.UnpicklingError, match="numpy.ndarray"):
+            tw._ListUnpickler(io.BytesIO(b"\x80\x02cnumpy\nndarray\n" + body + b"."), encoding="latin1").load()
+
+
+@pytest.mark.parametrize("module,name", [("numpy.core.multiarray", "_reconstruct"),
+                                         ("numpy._core.multiarray", "_reconstruct"), ("numpy", "dtype"),
+                                         ("numpy", "frombuffer"), ("builtins", "eval"), ("copyreg", "_reconstructor")])
+def test_pickle_other_globals_refused(tmp_path, module, name):
+    """numpy's own array pickles (_reconstruct + dtype + BUILD) and anything else callable are refused by name."""
+    body = b"c" + f"{module}\n{name}\n".encode() + b"cnumpy\nndarray\n" + _HUGE + b"\x86U\x01b\x87\x81"
+    with pytest.raises(tw.WeightFileError, match=rf"unexpected object {module}\.{name}"):
+        tw.read_param_list(_hostile(tmp_path, body))
+
+
+def test_pickle_declaring_a_huge_string_refused(tmp_path):
+    """BINBYTES8 claiming 2**40 bytes: the unfixed loader asked the file for that many bytes at once (MemoryError).
+    A string opcode the real files may use, claiming more bytes than the file holds, is refused before reading."""
+    path = _hostile(tmp_path, b"\x8e" + (1 << 40).to_bytes(8, "little") + b"xyz")
+    with pytest.raises(tw.WeightFileError, match=r"evil\.jl is not a joblib list pickle of arrays: opcode BINBYTES8 "
+                                                 r"at byte 2 does not occur"):
+        tw.read_param_list(path)
+    path = _hostile(tmp_path, b"X\xff\xff\xff\xffxyz")  # BINUNICODE of 4 GiB - 1
+    with pytest.raises(tw.WeightFileError, match=r"opcode BINUNICODE at byte 2: expected 4294967295 bytes"):
+        tw.read_param_list(path)
+
+
+def test_pickle_larger_than_any_release_refused(tmp_path):
+    path = tmp_path / "big.jl"
+    path.write_bytes(tw._list_pickle(["big.jl_01.npy"]) + b"\0" * tw.MAX_PICKLE_BYTES)
+    with pytest.raises(tw.WeightFileError, match=r"big\.jl has \d+ bytes.*at most 1048576"):
+        tw.read_param_list(path)
+
+
+def _npy_with_header(path, header: dict, data: bytes) -> None:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    path.write_bytes(buf.getvalue() + data)
+
+
+def _one_array_release(tmp_path, npy_writer) -> Path:
+    (tmp_path / "w.jl").write_bytes(tw._list_pickle(["w.jl_01.npy"]))
+    npy_writer(tmp_path / "w.jl_01.npy")
+    return tmp_path / "w.jl"
+
+
+def test_npy_header_claiming_16_tib_refused(tmp_path):
+    """A header claiming (2**21, 2**20) float64 (16 TiB) over 16 bytes of data: the unfixed np.load allocated
+    first (MemoryError)."""
+    jl = _one_array_release(tmp_path, lambda p: _npy_with_header(
+        p, {"descr": "<f8", "fortran_order": False, "shape": (2**21, 2**20)}, b"\0" * 16))
+    with pytest.raises(tw.WeightFileError, match=r"w\.jl_01\.npy: the header says shape \(2097152, 1048576\), "
+                                                 r"dtype <f8 \(17592186044416 bytes = 16\.0 TiB\).*at most 1\.0 GiB"):
+        tw.read_param_list(jl)
+
+
+def test_npy_truncated_or_padded_refused(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    jl = _one_array_release(tmp_path, lambda p: np.save(p, a))
+    npy = tmp_path / "w.jl_01.npy"
+    full = npy.read_bytes()
+    npy.write_bytes(full[:-5])  # truncated
+    with pytest.raises(tw.WeightFileError, match=r"w\.jl_01\.npy: the header says shape \(4, 3\), dtype <f4 "
+                                                 r"\(48 bytes\), but the file holds 43 bytes of data"):
+        tw.read_param_list(jl)
+    npy.write_bytes(full + b"junk")  # trailing bytes the header does not account for
+    with pytest.raises(tw.WeightFileError, match=r"holds 52 bytes of data.*expected exactly 48"):
+        tw.read_param_list(jl)
+    npy.write_bytes(full)
+    np.testing.assert_array_equal(tw.read_param_list(jl)[0], a)
+
+
+@pytest.mark.parametrize("descr,match", [("|O", "object"), ("<i8", "not a floating-point"),
+                                         ([("a", "<f4")], "not a floating-point"),
+                                         (("<f4", (1024,)), "not a floating-point")])
+def test_npy_object_and_non_float_dtypes_refused(tmp_path, descr, match):
+    jl = _one_array_release(tmp_path, lambda p: _npy_with_header(
+        p, {"descr": descr, "fortran_order": False, "shape": (2,)}, b"\0" * 64))
+    with pytest.raises(tw.WeightFileError, match=rf"w\.jl_01\.npy: the header says .*{match}"):
+        tw.read_param_list(jl)
+
+
+def test_npy_not_an_npy_refused(tmp_path):
+    jl = _one_array_release(tmp_path, lambda p: p.write_bytes(b"\x93NUMPY\x01"))
+    with pytest.raises(tw.WeightFileError, match=r"w\.jl_01\.npy is not a \.npy file"):
+        tw.read_param_list(jl)
+    (tmp_path / "w.jl_01.npy").write_bytes(b"\x93NUMPY\x03\x00" + b"\0" * 64)
+    with pytest.raises(tw.WeightFileError, match=r"w\.jl_01\.npy: \.npy format version 3\.0; expected 1\.0 or 2\.0"):
+        tw.read_param_list(jl)
+
+
+def test_npy_shape_checked_against_the_net_before_reading(tmp_path, monkeypatch):
+    """A well-formed file of the wrong shape is refused from its header alone: no array of it is allocated."""
+    netG, _ = _nets(SMALL_SVHN, 4)
+    tw.write_theano_params(netG, tmp_path / "g.jl")
+    _npy_with_header(tmp_path / "g.jl_01.npy", {"descr": "<f4", "fortran_order": False, "shape": (1024, 1024)},
+                     b"\0" * (1024 * 1024 * 4))
+    monkeypatch.setattr(tw, "read_npy", lambda *a, **k: pytest.fail("an array was read before the shape check"))
+    with pytest.raises(tw.WeightFileError, match=r"array 01 \(project.weight, linear\) has shape \(1024, 1024\), "
+                                                 r"expected \(16, 512\)"):
+        tw.load_generator(tmp_path / "g.jl", run=SMALL_SVHN)
