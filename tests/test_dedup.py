@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from snakemake.iocontainers import Namedlist  # snakemake >= 9.2x (was snakemake.io)
 
+from conftest import assert_close_f32, gamma_f32
 from dcgan_repro import dedup, io
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,10 +157,17 @@ def test_preprocess_is_an_area_downsample_then_per_image_standardisation():
     x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     ref = x.astype(np.float64).reshape(3, 32, 2, 32, 2, 3).mean((2, 4)) / 255  # 2x2 box mean (N, 32, 32, 3)
     ref = ref.transpose(0, 3, 1, 2).reshape(3, -1)  # (N, C*32*32) in torch's channel-first order
-    np.testing.assert_allclose(dedup.preprocess(x, 32, "none").numpy(), ref, atol=1e-6)
-    v = dedup.preprocess(x, 32, "image").numpy()
-    np.testing.assert_allclose(v.mean(1), 0, atol=1e-5)
-    np.testing.assert_allclose(v.std(1, ddof=1), ref.std(1, ddof=1) / (ref.std(1, ddof=1) + dedup.NORM_EPS), rtol=1e-4)
+    # float32: x / 255 (<= 2 roundings) and the 2x2 box's 3 additions, of nonnegative terms: gamma_5 |ref| (Higham 3.5)
+    assert_close_f32(dedup.preprocess(x, 32, "none").numpy(), ref, k=5, scale=ref, evaluations=1)
+    v = dedup.preprocess(x, 32, "image").numpy().astype(np.float64)  # (N, D); checked in float64
+    D, s = v.shape[1], ref.std(1, ddof=1)
+    # mean(v) = (mean - float32 mean over D terms) / std + (v's subtraction and division roundings): gamma_{D+2}
+    assert_close_f32(v.mean(1), np.zeros_like(s), k=D + 2, scale=ref.mean(1) / s + np.abs(v).mean(1), evaluations=1)
+    # float32 std: a sum of D nonnegative squares, gamma_{D+2} / 2 relative (Higham 3.5), +22 for the sqrt, v's 3
+    # roundings and the float32 mean's error (second order); the input's gamma_5 |ref| moves the std by <= gamma_5 rms.
+    # Still < 1.6e-4, the difference between ddof 0 and 1, which this therefore detects.
+    rel = gamma_f32(D + 24) / 2 + gamma_f32(5) * np.sqrt((ref**2).mean(1)) / s
+    np.testing.assert_allclose(v.std(1, ddof=1), s / (s + dedup.NORM_EPS), rtol=rel.max())
     # a global brightness change does not move a standardised input much (it moves the raw one)
     brighter = np.clip(x.astype(np.int16) + 20, 0, 255).astype(np.uint8)
     raw_shift = (dedup.preprocess(brighter, 32, "none") - dedup.preprocess(x, 32, "none")).abs().mean().item()

@@ -13,6 +13,7 @@ import torch
 import yaml
 from sklearn.svm import LinearSVC
 
+from conftest import assert_close_f32, gamma_f32
 from dcgan_repro import io, svm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +87,23 @@ def _linearsvc(X, y, C, **kw) -> svm.LinearModel:
     return ref.coef_, ref.intercept_
 
 
+def _f32_objective_tol(X: np.ndarray, y: np.ndarray, C: float, model: svm.LinearModel) -> np.ndarray:
+    """Bound (K,) on |objective from float32 decision values - float64 l2svm_objective| at one float32 model.
+
+    z_i = x_i . w + b from float32 products of length f, b in float64 (the model's float32 b is its rounding):
+    |dz_i| <= d_i = gamma_{f+1} (|x_i||w| + |b|) (Higham Thm 3.5); max(0, 1 - y z) moves by at most d_i, so its square
+    by (2 r_i + d_i) d_i, only where 1 - y z > -d_i; 0.5 ||w||^2 from float64 weights moves by <= u ||w||^2; the float64
+    sums of N nonnegative terms add gamma^64_N < 1e-12 (relative)."""
+    W, b = (np.asarray(a, np.float64) for a in model)
+    X64 = np.asarray(X, np.float64)
+    Y = np.where(y[:, None] == np.arange(len(b)), 1.0, -1.0)  # (N, K)
+    m = 1 - Y * (X64 @ W.T + b)  # (N, K)
+    d = gamma_f32(X.shape[1] + 1) * (np.abs(X64) @ np.abs(W).T + np.abs(b))
+    loss = np.where(m > -d, (2 * np.maximum(m, 0) + d) * d, 0.0).sum(0)
+    tol = C * loss + 2.0**-24 * ((W * W).sum(1) + b * b) + 1e-12 * svm.l2svm_objective(X, y, C, model)
+    return tol[np.unique(y)]
+
+
 @pytest.mark.parametrize("solver", ["torch", "dual_cd"])
 @pytest.mark.parametrize("n, f, k, C", [(3000, 300, 10, 1e-3), (3000, 300, 10, 1e-2), (2000, 200, 2, 1e-2)])
 def test_our_solvers_agree_with_linearsvc(n, f, k, C, solver):
@@ -97,8 +115,9 @@ def test_our_solvers_agree_with_linearsvc(n, f, k, C, solver):
     ref = _linearsvc(X, y, C)
     assert info["converged"]
     np.testing.assert_allclose(svm.l2svm_objective(X, y, C, ours), svm.l2svm_objective(X, y, C, ref), rtol=1e-5)
-    if solver == "torch":
-        np.testing.assert_allclose(info["objective"], svm.l2svm_objective(X, y, C, ours), rtol=1e-5)
+    if solver == "torch":  # the solver's own objective: the same point, float32 products of X (k = f + 1)
+        diff = np.abs(info["objective"] - svm.l2svm_objective(X, y, C, ours))
+        assert np.all(diff <= _f32_objective_tol(X, y, C, ours)), (diff, _f32_objective_tol(X, y, C, ours))
     acc_ours, acc_ref = (100 - svm.error_pct(Xt, yt, [m])[0] for m in (ours, ref))
     assert abs(acc_ours - acc_ref) <= 0.3
     assert acc_ours > 100 / k + 30  # a real classifier, not chance
@@ -111,7 +130,8 @@ def test_dual_cd_blocks_are_exact_coordinate_descent_and_the_gram_is_shared():
     Y = np.where(y[:, None] == np.arange(5), 1.0, -1.0)
     Q = svm.gram_matrix(X)
     Xa = np.c_[X.astype(np.float64), np.ones(len(X))]
-    np.testing.assert_allclose(Q, Xa @ Xa.T, rtol=1e-5)
+    # float32 products of length 80 (+1: the float64 intercept column and reference), against float64 (Higham 3.5)
+    assert_close_f32(Q, Xa @ Xa.T, k=81, scale=np.abs(Xa) @ np.abs(Xa).T, evaluations=1, msg="gram")
     one = svm._dual_cd(svm._GramRows(Q, 5), Y, 1e-2, 1e-4, 500, seed=7, block=1)
     blocked = svm._dual_cd(svm._GramRows(Q, 5), Y, 1e-2, 1e-4, 500, seed=7, block=64)
     streamed = svm._dual_cd(svm._StreamRows(X, 5), Y, 1e-2, 1e-4, 500, seed=7, block=64)
@@ -230,12 +250,19 @@ def test_hessian_fixed_in_the_objective_pass_and_stacked_products_match_the_plai
     X, y = _features(600, 30, 3, seed=4)
     W = torch.as_tensor(np.c_[svm.fit_l2svm(X, y, 1e-2, n_classes=3)], dtype=torch.float64)  # (3, 31) the optimum
     V = torch.randn(2, 3, 31, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # H V = V + 2C (act * (X_aug V32^T))^T X_aug in float32 (V32: V's weights rounded to float32, as hess_vec does):
+    # products of inner length 30 + 1, rounded to float32, then of length <= 600 rows; each evaluation is within
+    # gamma_k |2C| (act * |X_aug||V32|^T)^T |X_aug| of the exact value, k = 30 + 1 + 600 (Higham Sec. 3.5)
+    Xa = torch.as_tensor(np.c_[X, np.ones(len(X))], dtype=torch.float64)  # (600, 31)
+    V32 = torch.cat([V[..., :-1].float().double(), V[..., -1:]], -1).abs()  # (2, 3, 31)
+    k = 30 + 1 + 600
     products = {}
     for cache_bytes in (1 << 20, 200 * 30 * 4):  # all margin rows cached / they overflow: products stream X
         fused = svm._SquaredHingeOvR(X, y, np.arange(3), 1e-2, torch.device("cpu"), None, cache_bytes)
         plain = svm._SquaredHingeOvR(X, y, np.arange(3), 1e-2, torch.device("cpu"), None, cache_bytes)
         _, _, active, _ = fused.fun_grad(W, hessian=True)
         assert 200 < int(active.any(1).sum()) < 600  # some rows outside every margin, more than 200 inside
+        scale = 2e-2 * (active.double() * (Xa.abs() @ V32.transpose(1, 2))).transpose(1, 2) @ Xa.abs()  # (2, 3, 31)
         plain.fun_grad(W)
         M = plain.set_active(active)
         assert (fused.cache is None) == (plain.cache is None) == (cache_bytes < 1 << 20)
@@ -245,9 +272,14 @@ def test_hessian_fixed_in_the_objective_pass_and_stacked_products_match_the_plai
             torch.testing.assert_close(fused.cache_active, plain.cache_active, rtol=0, atol=0)
         stacked = fused.hess_vec(V)
         for b in range(2):
-            torch.testing.assert_close(stacked[b], plain.hess_vec(V[b]), rtol=1e-6, atol=1e-9)
+            assert_close_f32(stacked[b], plain.hess_vec(V[b]), k=k, scale=scale[b], msg=f"stacked {b}")
         products[cache_bytes] = stacked
-    torch.testing.assert_close(products[1 << 20], products[200 * 30 * 4], rtol=1e-6, atol=1e-9)
+    assert_close_f32(products[1 << 20], products[200 * 30 * 4], k=k, scale=scale, msg="cached vs streamed")
+    wrong = products[1 << 20].flatten().clone()  # the check can fail: the largest element off by a relative 1e-3
+    big = wrong.abs().argmax()
+    wrong[big] *= 1 + 1e-3
+    with pytest.raises(AssertionError, match="exceed the float32 bound"):
+        assert_close_f32(wrong.view(stacked.shape), products[1 << 20], k=k, scale=scale)
 
 
 def test_subspace_step_minimises_the_quadratic_model_over_the_old_steps():
