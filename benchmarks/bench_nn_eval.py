@@ -1,7 +1,7 @@
-"""Benchmark: our exact streamed 1-NN (dcgan_repro.nn_eval) against scikit-learn's KNeighborsClassifier(1).
+"""Benchmark: our exact streamed 1-NN (dcgan_repro.mnist_eval.search) against scikit-learn's KNeighborsClassifier(1).
 
 Table 3's "@10M" column classifies 10,000 real MNIST test images (plus 10,000 validation images) with a 1-NN
-fitted on 10 million generated samples. Target (issue 3): 10M generated x 10k test, generation included, in
+fitted on 10 million generated samples. Target: 10M generated x 10k test, generation included, in
 under 20 minutes on 2 CPU cores with peak memory under 4 GB. This script generates the reference set exactly
 as rule ``nn_eval_generated`` does (``--generator dcgan``: the MNIST conditional DCGAN, ``--model`` a trained
 model.pt or a seeded untrained one of the paper's size, batches of 128, balanced labels, ``--precision``
@@ -11,7 +11,7 @@ by up to 1 px with 8-bit noise), through our exact search, and runs scikit-learn
 separately and per 1M references, the total and its extrapolation to 10M at the measured thread count (and, on
 1 thread, the ideal 2-thread figure, marked as not measured), the speed ratio at the shared size, peak RSS, and
 checks that both give the same predictions (and the same neighbours and distances). ``--plain-generation``
-samples through the module forward instead of ``models.CondDCGANSampler``, to time the difference.
+samples through the module forward instead of ``mnist_eval.sampler``, to time the difference.
 
 With the DCGAN generator in fp32 it also prints the floor generation sets: the sampler's multiply-adds per sample
 (33.8 MFLOP at the paper's size) times 10M, at the fp32 matmul rate measured in the same run on fc2's shape.
@@ -25,8 +25,8 @@ module forward in bf16 + bf16 candidate pass (the old defaults) 732 us/sample + 
 extrapolated to 10M; CondDCGANSampler in fp32 + fp32 candidate pass 454 + 224 us, 114 min. Now (int8 search, the
 CPU default) two runs gave 413 + 51 and 454 + 46 us, 78 and 84 min extrapolated to 10M on 1 thread (~40 min on
 2 only if scaling were perfect: not measured); in the same runs the search part alone took 47.5 and 44.8
-us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbour for all 10k queries. Issue
-3's target (< 20 min on 2 cores) is not met: generation is ~90% of the time, and its fp32 floor on this CPU
+us/reference in int8 against 172 and 179 in fp32 (3.6x, 4.0x), the same neighbour for all 10k queries. The
+target (< 20 min on 2 cores) is not met: generation is ~90% of the time, and its fp32 floor on this CPU
 (fp32 matmuls of fc2's shape: 92 GFLOP/s on 1 thread, 172 on 2, quiet) is 61 / 33 min for 10M samples. The
 workflow's own 10M run (2 threads, 20k queries) took 48.5 min. Peak RSS 1.3-1.5 GB. sklearn brute force on 20k
 references: ours 12x faster, same predictions and neighbours.
@@ -62,7 +62,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcgan_repro import nn_eval, runtime  # noqa: E402
+from dcgan_repro import runtime  # noqa: E402
+from dcgan_repro.mnist_eval import protocol  # noqa: E402
+from dcgan_repro.mnist_eval import search as nn_search  # noqa: E402
 
 log = logging.getLogger("bench_nn_eval")
 
@@ -103,7 +105,7 @@ def synthetic_generated(base_x: np.ndarray, base_y: np.ndarray, n: int, chunk: i
 
 def dcgan_generated(model: str | None, n: int, chunk: int, seed: int, device: torch.device,
                     precision: str, fast: bool = True) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], str]:
-    """Stream n class-conditional samples of the MNIST DCGAN exactly as ``nn_eval.evaluate_generated`` does."""
+    """Stream n class-conditional samples of the MNIST DCGAN exactly as ``protocol.evaluate_generated`` does."""
     from dcgan_repro import models
 
     if model:
@@ -114,15 +116,16 @@ def dcgan_generated(model: str | None, n: int, chunk: int, seed: int, device: to
         torch.manual_seed(seed)
         netG, _ = models.build_models(run)
         what = "untrained mnist_cond_dcgan G of the paper's size (same cost as a trained one)"
-    labels = nn_eval.balanced_labels(n, netG.n_classes, seed)
-    chunks = nn_eval._generated_chunks(netG.to(device).eval(), labels, z_dist=models.z_dist(run), seed=seed,
-                                       batch_size=int(run["batch_size"]), chunk=chunk, device=device,
-                                       precision=precision, fast=fast)
+    labels = protocol.balanced_labels(n, netG.n_classes, seed)
+    chunks = protocol._generated_chunks(netG.to(device).eval(), labels, z_dist=models.z_dist(run), seed=seed,
+                                        batch_size=int(run["batch_size"]), chunk=chunk, device=device,
+                                        precision=precision, fast=fast)
     return chunks, what
 
 
 def sampler_macs(ngf: int = 64, nz: int = 100, n_classes: int = 10) -> int:
-    """Multiply-adds per sample of models.CondDCGANSampler (y maps precomputed): fc1, fc2, deconv1, deconv2."""
+    """Multiply-adds per sample of mnist_eval.sampler.CondDCGANSampler (y maps precomputed): fc1, fc2, deconv1,
+    deconv2."""
     fc, c2 = 16 * ngf, 2 * ngf  # 1024 hidden units, 128 channels at 7 x 7 (ngf = 64)
     return ((nz + n_classes) * fc + fc * c2 * 49 + 49 * c2 * ngf * 25 + 196 * ngf * 25)
 
@@ -151,10 +154,10 @@ def sync(device: torch.device) -> None:
 
 
 def run_ours(query: np.ndarray, chunks, device: torch.device, search: str,
-             keep: int = 0) -> tuple[nn_eval.NNResult, float, float, list]:
+             keep: int = 0) -> tuple[nn_search.NNResult, float, float, list]:
     """(result, seconds inside the search, seconds producing the reference chunks, the first ``keep`` references
     as (x, y) chunks, for :func:`compare_searches`)."""
-    nn = nn_eval.make_nn(query, device, search=search)
+    nn = nn_search.make_nn(query, device, search=search)
     t_search = t_data = 0.0
     kept, n_kept = [], 0
     it = iter(chunks)
@@ -178,11 +181,11 @@ def run_ours(query: np.ndarray, chunks, device: torch.device, search: str,
 
 def compare_searches(query: np.ndarray, kept: list, device: torch.device, searches: list[str]) -> None:
     """Time the search part alone for each precision on the same held references, back to back; check that the
-    decisions agree (int8 is exact on the grey levels, fp32 / bf16 on their fp32 roundings: see nn_eval)."""
+    decisions agree (int8 is exact on the grey levels, fp32 / bf16 on their fp32 roundings: see mnist_eval.search)."""
     n = sum(len(x) for x, _ in kept)
     res, us = {}, {}
     for search in searches:
-        nn = nn_eval.make_nn(query, device, search=search)
+        nn = nn_search.make_nn(query, device, search=search)
         t0 = time.perf_counter()
         for x, y in kept:
             nn.update(x, y)
@@ -215,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="generation autocast (auto: bf16 where the device has native bf16 (AMX, AVX512-BF16, "
                          "CUDA), else fp32: what the workflow does under config precision: auto)")
     ap.add_argument("--plain-generation", action="store_true",
-                    help="sample through the module forward netG(z, y) instead of models.CondDCGANSampler "
-                         "(what nn_eval uses), to time the difference")
+                    help="sample through the module forward netG(z, y) instead of mnist_eval.sampler "
+                         "(what the protocol uses), to time the difference")
     ap.add_argument("--search", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                    help="1-NN search (auto: int8 on a CPU, bf16 on CUDA; nn_eval.resolve_search)")
+                    help="1-NN search (auto: int8 on a CPU, bf16 on CUDA; mnist_eval.search.resolve_search)")
     ap.add_argument("--compare", default="fp32,int8",
                     help="comma-separated searches timed alone, back to back, on the first --n-compare references "
                          "(held in memory); the first is the baseline of the printed ratios ('' to skip)")
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = runtime.resolve_device(args.device)
-    search = nn_eval.resolve_search(args.search, device)
+    search = nn_search.resolve_search(args.search, device)
     train_x, train_y, test_x, test_y, source = load_digits_28(args.mnist_root)
     n_q = min(args.n_query, len(test_x))
     query = test_x[:n_q].reshape(n_q, -1).astype(np.float32) / np.float32(255)  # (Q, 784)
@@ -249,14 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         chunks, what = dcgan_generated(args.model, args.n_ref, args.chunk, args.seed, device, precision,
                                        fast=not args.plain_generation)
         log.info("references: %s, %s generation through %s", what, precision,
-                 "the module forward" if args.plain_generation else "models.CondDCGANSampler")
+                 "the module forward" if args.plain_generation else "mnist_eval.sampler.CondDCGANSampler")
     else:
         chunks = synthetic_generated(train_x, train_y, args.n_ref, args.chunk, args.seed)
         log.info("references: real training digits shifted by up to 1 px with 8-bit noise (no generation)")
     t_total = time.perf_counter()
     compare = [c for c in args.compare.split(",") if c]
     for c in compare:
-        nn_eval.resolve_search(c, device)  # refuse a bad name before the long run
+        nn_search.resolve_search(c, device, setting="--compare")  # refuse a bad name before the long run
     res, t_search, t_data, kept = run_ours(query, chunks, device, search, keep=args.n_compare if compare else 0)
     t_total = time.perf_counter() - t_total
     rate = args.n_ref / t_search

@@ -1,4 +1,4 @@
-"""Benchmark: our L2-SVM solvers (dcgan_repro.svm.fit_l2svm: dual_cd, torch Newton-CG) against scikit-learn's LinearSVC.
+"""Benchmark: our L2-SVM solvers (dcgan_repro.svm: dual_cd, torch Newton-CG) against scikit-learn's LinearSVC.
 
 Table 1's "all labels" column fits a 10-class L2-SVM on 50,000 x 28,672 float32 discriminator features
 (5.7 GB). LinearSVC (liblinear) copies them to float64 and again into its own rows (~24 bytes a value): it does
@@ -18,7 +18,7 @@ different conv layers), then
     python benchmarks/bench_svm.py --device cuda  # ours on a GPU (LinearSVC stays on the CPU)
     python benchmarks/bench_svm.py --grid 4000    # the C grid on one 400-per-class-sized draw (see below)
 
-``--grid N`` times what the label-draw protocols do per draw (svm._fit_draws): the config's 7-value C grid
+``--grid N`` times what the label-draw protocols do per draw (protocols._fit_draws): the config's 7-value C grid
 (1e-4 ... 1e-2) on N rows with dual_cd, one Gram matrix shared by every C and each C warm-started from the
 previous one, against the same fits started cold (baseline, same run); ``--grid-liblinear`` adds LinearSVC over
 the grid (slow: minutes per C at 4,000 x 28,672). Test accuracy and the objective of each C are compared.
@@ -57,7 +57,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the workflow's jobs (c
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcgan_repro import runtime, svm  # noqa: E402
+from dcgan_repro import runtime  # noqa: E402
+from dcgan_repro.svm import dual_cd, protocols, solvers  # noqa: E402
 
 RANK = 48  # latent dimensions of the class structure
 LATENT_NOISE = 3.0  # spread of each class in the latent space: sets how hard the classes are to separate
@@ -112,11 +113,11 @@ def worker(args: argparse.Namespace) -> None:
     info: dict = {}
     t0 = time.time()
     extra = {"newton": args.newton} if args.solver == "torch" else {}
-    model = svm.fit_l2svm(X, y, args.C, n_classes=N_CLASSES, solver=args.solver, max_iter=args.max_iter,
-                          device=runtime.resolve_device(args.device), info=info, **extra)
+    model = solvers.fit_l2svm(X, y, args.C, n_classes=N_CLASSES, solver=args.solver, max_iter=args.max_iter,
+                              device=runtime.resolve_device(args.device), info=info, **extra)
     seconds = time.time() - t0
-    objective = svm.l2svm_objective(Xtr[:args.n], y, args.C, model) if args.n <= 10_000 else None  # streamed
-    acc = 100.0 - float(svm.error_pct(Xte, yte, [model])[0])
+    objective = solvers.l2svm_objective(Xtr[:args.n], y, args.C, model) if args.n <= 10_000 else None  # streamed
+    acc = 100.0 - float(protocols.error_pct(Xte, yte, [model])[0])
     print(json.dumps({"solver": args.solver, "n": args.n, "dim": args.dim, "C": args.C, "seconds": seconds,
                       "peak_rss_gib": peak_rss_gib(), "test_accuracy_pct": acc,
                       "objective": None if objective is None else objective.tolist(),
@@ -128,13 +129,13 @@ def config_c_grid() -> list[float]:
     import yaml
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
-    return svm.check_c_grid(cfg["svm"]["c_grid"])
+    return protocols.check_c_grid(cfg["svm"]["c_grid"])
 
 
 def grid_worker(args: argparse.Namespace) -> None:
     """The C grid on the first ``args.n`` rows, in this (fresh) process; prints one JSON line.
 
-    ``args.solver``: ``warm`` (what svm._fit_draws does: one Gram matrix, C increasing, each fit started from the
+    ``args.solver``: ``warm`` (what protocols._fit_draws does: one Gram matrix, C increasing, each fit started from the
     previous C's dual variables), ``cold`` (same Gram matrix, every C from zero) or ``liblinear`` (LinearSVC per C).
     """
     torch.set_num_threads(args.threads)
@@ -142,18 +143,18 @@ def grid_worker(args: argparse.Namespace) -> None:
     Xte, yte = make_features(Path(args.test), args.n_test, args.dim, seed=1)
     X, y = np.ascontiguousarray(Xtr[:args.n]), ytr[:args.n]
     t0 = time.time()
-    gram = svm.gram_matrix(X) if args.solver != "liblinear" else None
+    gram = dual_cd.gram_matrix(X) if args.solver != "liblinear" else None
     gram_s = time.time() - t0
     fits, info = [], {}
     for C in sorted(config_c_grid()):
         dual = info.get("dual") if args.solver == "warm" else None
         info = {}
         solver = "liblinear" if args.solver == "liblinear" else "dual_cd"
-        model = svm.fit_l2svm(X, y, C, n_classes=N_CLASSES, solver=solver, max_iter=args.max_iter, gram=gram,
-                              dual_start=dual, info=info)
+        model = solvers.fit_l2svm(X, y, C, n_classes=N_CLASSES, solver=solver, max_iter=args.max_iter, gram=gram,
+                                  dual_start=dual, info=info)
         fits.append({"C": C, "seconds": info["seconds"], "epochs": info.get("iterations"),
-                     "test_accuracy_pct": 100.0 - float(svm.error_pct(Xte, yte, [model])[0]),
-                     "objective": float(svm.l2svm_objective(X, y, C, model).sum())})
+                     "test_accuracy_pct": 100.0 - float(protocols.error_pct(Xte, yte, [model])[0]),
+                     "objective": float(solvers.l2svm_objective(X, y, C, model).sum())})
     print(json.dumps({"mode": args.solver, "n": args.n, "gram_seconds": gram_s, "seconds": time.time() - t0,
                       "peak_rss_gib": peak_rss_gib(), "fits": fits}))
 
@@ -205,7 +206,7 @@ def main() -> None:
     ap.add_argument("--side-solvers", default="dual_cd",
                     help="our solvers run beside LinearSVC, comma-separated: dual_cd (what svm.solver: auto uses up "
                          "to 16,384 rows) and/or torch (Newton-CG, what it uses above)")
-    ap.add_argument("--newton", default="subspace", choices=svm.NEWTON_METHODS,
+    ap.add_argument("--newton", default="subspace", choices=solvers.NEWTON_METHODS,
                     help="the torch solver's Newton method (subspace, the default: liblinear >= 2.40's line-search "
                          "method with each CG step refined over the last two steps; line_search: liblinear's as it "
                          "is; trust_region: TRON)")

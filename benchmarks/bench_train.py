@@ -10,7 +10,7 @@ real and G(z).detach(), then a G step on the same G(z) through the updated D), s
   D's real and fake halves backpropagated separately, a ``.item()`` per loss and per D output per step and the
   progress line printed every step (sent to a null stream), G's step also accumulating D's weight gradients.
 - ours: ``train.train_gan`` (the function rule ``train_gan`` runs), reading the same images ingested once into a
-  memory-mapped uint8 .npy (same Resize + CenterCrop: ``data.resize_center_crop``) by one prefetch thread,
+  memory-mapped uint8 .npy (same Resize + CenterCrop: ``images.resize_center_crop``) by one prefetch thread,
   scaled on the device; nets and images in channels_last memory format (same maths, faster oneDNN/cuDNN
   convolutions); BCE on logits; G's step with D's weights frozen (no D weight gradients); losses and
   D(x), D(G(z)) summed on the device and read once per ``log_every`` steps; plus everything the real run writes
@@ -48,7 +48,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcgan_repro import data, io, runtime, train  # noqa: E402
+from dcgan_repro import images, io, runtime, train  # noqa: E402
+from dcgan_repro.data import demo  # noqa: E402
 
 log = logging.getLogger("bench_train")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -61,7 +62,7 @@ def make_jpeg_folder(root: Path, n: int, seed: int, side: int = 90) -> Path:
     """``n`` random ``side``x``side`` JPEG crops of scikit-image's colour sample photos in ``root/all/``."""
     from PIL import Image
 
-    photos = [data.demo_photo(k) for k in ("astronaut", "coffee", "chelsea", "rocket", "china", "flower")]
+    photos = [demo.demo_photo(k) for k in ("astronaut", "coffee", "chelsea", "rocket", "china", "flower")]
     rng = np.random.default_rng(seed)
     out = root / "all"
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,8 @@ def image_files(root: Path) -> list[Path]:
 def ingest_npy(files: list[Path], out_dir: Path, size: int) -> float:
     """Our one-off ingest: decode + Resize + CenterCrop into train_x.npy (uint8 N x size x size x 3). Seconds."""
     t0 = time.perf_counter()
-    x = np.stack([data.resize_center_crop(data.decode_image(f)[0], size) for f in files])  # (N, S, S, 3)
+    x = np.stack([images.resize_center_crop(images.decode_image(f, pillow_only=True)[0], size)
+                  for f in files])  # (N, S, S, 3)
     io.write_dataset(out_dir, "train", x)
     io.write_json(out_dir / "meta.json", {"name": "bench", "stand_in": "benchmark images"})
     return time.perf_counter() - t0

@@ -15,11 +15,12 @@ d. ``trained_d``: the D of an imagenet32-architecture DCGAN trained here on the 
    images (labels unused; widths ``--d-width``, ``--d-epochs`` epochs, bf16 autocast) - not ImageNet, so this
    is the CIFAR-trained setting of papers/003 (49.2 % there at full scale), not the paper's.
 
-SVM protocol (``svm_cifar10_all`` of ``dcgan_repro.svm`` on this subset): the training images are shuffled with
-``--seed``; the first ``--validation-size`` are the validation split; every C of ``--c-grid`` is fitted on the
-rest and scored on validation; the best C is refitted on all training images and scored once on the test set.
-The solver is ``svm.fit_l2svm`` with ``solver="liblinear"`` (scikit-learn's LinearSVC, the authors' classifier;
-``--solver torch`` for the project's own solver). Features are cached under ``--work``; delete a file to redo it.
+SVM protocol (``svm_cifar10_all`` of ``dcgan_repro.svm.protocols`` on this subset): the training images are
+shuffled with ``--seed``; the first ``--validation-size`` are the validation split; every C of ``--c-grid`` is
+fitted on the rest and scored on validation; the best C is refitted on all training images and scored once on the
+test set. The solver is ``solvers.fit_l2svm`` with ``solver="liblinear"`` (scikit-learn's LinearSVC, the authors'
+classifier; ``--solver torch`` for the project's own solver). Features are cached under ``--work``; delete a file
+to redo it.
 
     python benchmarks/cifar10_subset_svm.py                     # all four; ~20-30 min on 2 CPU cores
     python benchmarks/cifar10_subset_svm.py --only raw kmeans   # a subset of the rows
@@ -42,7 +43,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from dcgan_repro import features, io, kmeans, models, runtime, svm, theano_weights, train  # noqa
+from dcgan_repro import features, io, kmeans, models, runtime, theano_weights, train  # noqa
+from dcgan_repro.svm import protocols, solvers  # noqa
 
 log = logging.getLogger("cifar10_subset_svm")
 SHARED = REPO.parent / "shared" / "data"
@@ -103,19 +105,19 @@ def fit_protocol(name: str, work: Path, data: Path, args: argparse.Namespace) ->
     t0 = time.time()
     ytr, yte = io.read_dataset(data, "train")[1], io.read_dataset(data, "test")[1]
     Xtr = io.load_npy(work / f"{name}_train.npy", mmap=False)
-    val, pool = svm.split_train_validation(len(ytr), args.validation_size, args.seed)
+    val, pool = protocols.split_train_validation(len(ytr), args.validation_size, args.seed)
     kw: dict[str, Any] = {"n_classes": 10, "max_iter": args.max_iter}
-    if args.solver and "solver" in inspect.signature(svm.fit_l2svm).parameters:
+    if args.solver and "solver" in inspect.signature(solvers.fit_l2svm).parameters:
         kw["solver"] = args.solver
     val_err = {}
     for c in args.c_grid:
-        m = svm.fit_l2svm(Xtr[pool], ytr[pool], c, **kw)
-        val_err[c] = float(svm.error_pct(Xtr[val], ytr[val], [m])[0])
+        m = solvers.fit_l2svm(Xtr[pool], ytr[pool], c, **kw)
+        val_err[c] = float(protocols.error_pct(Xtr[val], ytr[val], [m])[0])
         log.info("%s: C=%g validation error %.2f%%", name, c, val_err[c])
     best = min(args.c_grid, key=lambda c: (val_err[c], c))
-    final = svm.fit_l2svm(Xtr, ytr, best, **kw)
+    final = solvers.fit_l2svm(Xtr, ytr, best, **kw)
     Xte = io.load_npy(work / f"{name}_test.npy", mmap=False)  # the only read of the test features
-    test_err = float(svm.error_pct(Xte, yte, [final])[0])
+    test_err = float(protocols.error_pct(Xte, yte, [final])[0])
     edge = best in (min(args.c_grid), max(args.c_grid))
     log.info("%s: %d dims, C=%g%s, test accuracy %.2f%%", name, Xtr.shape[1], best,
              " (edge of the grid)" if edge else "", 100 - test_err)
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-iter", type=int, default=2000)
     p.add_argument("--solver", default="liblinear",
-                   help="passed to svm.fit_l2svm when it takes one: liblinear (LinearSVC, the authors' classifier) | torch")
+                   help="passed to solvers.fit_l2svm when it takes one: liblinear (LinearSVC, the authors' "
+                        "classifier) | torch")
     p.add_argument("--k", type=int, default=1600, help="K-means dictionary size (Coates et al.: 1600; paper row 4800)")
     p.add_argument("--kmeans-patches", type=int, default=100000)
     p.add_argument("--kmeans-iter", type=int, default=10, help="MiniBatchKMeans passes over the patches")

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcgan_repro import faces  # noqa: E402
+from dcgan_repro import faces, images  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 DEFAULT = dict(cascade="haarcascade_frontalface_default.xml", scale_factor=1.1, min_neighbors=5, min_size=64,
@@ -99,7 +99,7 @@ def eval_lfw(path: Path, limit: int, rows: list[tuple[int, int]], seed: int = 0)
     imgs = []
     t0 = time.perf_counter()
     for b in blobs:
-        img, st = faces.decode_image(b)
+        img, st = images.decode_image(b)
         status[st] += 1
         if img is not None:
             imgs.append(img)

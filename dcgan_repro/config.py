@@ -3,9 +3,15 @@
 jsonschema does the checking; this module turns its errors into one readable message, e.g.
 ``config key 'runs.lsun.recipe': 'paperr' is not allowed; allowed values: paper, pytorch_examples``.
 
+Once the config is valid, :func:`validate_config` expands each run in place (:func:`expand_runs`): a file's
+``runs.<name>`` lists only what differs from ``run_defaults``; the run the workflow reads is the merge of both plus
+the schedule derived from it (``decay_epochs`` from ``decay_fraction``, ``snapshot_epochs`` from
+``snapshot_every``), computed here and nowhere else. :func:`overrides` names the settings in force that differ
+from config.yaml; every provenance record carries them (``runtime.rule_context`` hands them to ``io``).
+
 Beyond the schema it checks what a schema cannot express, before any job runs (the Snakefile calls
-:func:`validate_config` at parse time, so ``snakemake -n`` reports it): ordered ranges, snapshots within the
-schedule, released-weight folders that exist, and the **ownership of paths**. The workflow writes and deletes only
+:func:`validate_config` at parse time, so ``snakemake -n`` reports it): ordered ranges, released-weight folders
+that exist, and the **ownership of paths**. The workflow writes and deletes only
 inside the folders it owns (:func:`owned_outputs`: ``results/``, ``logs/``, ``resources/checkpoints/``,
 ``resources/faces_shards/`` and one folder per dataset under ``data.root``); Snakemake deletes a rule's output
 folder before rebuilding it, so a user's folder (``data.*.path``, ``weights.*``) that equals, lies inside or
@@ -15,6 +21,7 @@ did not make.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -26,6 +33,10 @@ import yaml
 from dcgan_repro import io
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+CONFIG_PATH = Path(__file__).resolve().parents[1] / "config.yaml"  # what every preset and --config overrides
+# Run settings derived from others at validation time (never written in a config file): key -> what sets it.
+DERIVED_RUN_KEYS = {"decay_epochs": "decay_fraction (decay_epochs = round(epochs * decay_fraction))",
+                    "snapshot_epochs": "snapshot_every (epochs between kept snapshots; 0 = the last epoch only)"}
 
 
 class ConfigError(ValueError):
@@ -70,8 +81,9 @@ def _explain(schema: dict, error: jsonschema.ValidationError) -> str:
         allowed = sorted(sub.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         where = f"under '{key}'" if error.absolute_path else "at the top level"
+        derived = "".join(f"; {e} is derived: set {DERIVED_RUN_KEYS[e]}" for e in extra if e in DERIVED_RUN_KEYS)
         return (f"unknown config key(s) {', '.join(repr(_key([*error.absolute_path, e])) for e in extra)} "
-                f"{where}; allowed keys: {', '.join(allowed)}")
+                f"{where}; allowed keys: {', '.join(allowed)}{derived}")
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return f"config key '{key}': {error.instance!r} is not allowed; allowed values: {allowed}"
@@ -95,11 +107,30 @@ def _explain_type(key: str, value: Any, wanted: str | list[str]) -> str:
                 f"or {float(value)!r}")
     if isinstance(value, float) and "integer" in wanted and value.is_integer():
         return f"{msg}; write {int(value)} (no decimal point)"
+    if isinstance(value, str) and ("number" in wanted or "integer" in wanted) and _is_number(value):
+        *outer, last = key.split(".")
+        as_yaml = f"{last}: {value}"
+        for k in reversed(outer):
+            as_yaml = f"{k}: {{{as_yaml}}}"
+        return (f"config key '{key}': {value!r} is a string, not {what}: Snakemake's --config reads a nested value "
+                f"(--config '{key.split('.')[0]}={{...}}') as a string. Put it in a YAML file passed with "
+                f"--configfile instead: {as_yaml}")
     return msg
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Validate ``config``; raise :class:`ConfigError` listing every problem, each naming its key."""
+    """Validate ``config`` as written (config.yaml with presets and --config merged over it); raise
+    :class:`ConfigError` listing every problem, each naming its key, and leave ``config`` as it was. If it is
+    valid, expand its runs in place (:func:`expand_runs`) so the rest of the workflow reads complete runs, and
+    return it. Validate a config once: an expanded run holds the derived keys, which a config file may not set."""
     schema = load_schema(schema_path)
     validator = _Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
@@ -107,19 +138,64 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         lines = [_explain(schema, e) for e in errors]
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
     _check_consistency(config)
+    return expand_runs(config)
+
+
+def decay_epochs(epochs: int, decay_fraction: float) -> int:
+    """Epochs at the end of the schedule over which lr decays linearly to 0: ``round(epochs * decay_fraction)``
+    (Python's round: a half goes to the even neighbour). The authors' MNIST and ImageNet code: 100 + 100 and
+    30 + 30 epochs, i.e. 0.5."""
+    return round(epochs * decay_fraction)
+
+
+def snapshot_epochs(epochs: int, snapshot_every: int) -> list[int]:
+    """Epochs after which the generator is kept: every ``snapshot_every`` epochs (0 = none but the last) and
+    always the last one."""
+    every = range(snapshot_every, epochs + 1, snapshot_every) if snapshot_every else ()
+    return sorted({*every, epochs})
+
+
+def expand_runs(config: dict[str, Any]) -> dict[str, Any]:
+    """Replace each ``runs.<name>`` in place by ``run_defaults`` merged with its own settings (its own win) plus the
+    derived ``decay_epochs`` and ``snapshot_epochs``; the one place these are computed. Returns ``config``."""
+    defaults = config["run_defaults"]
+    for name, own in config["runs"].items():
+        run = {**defaults, **own}
+        run["decay_epochs"] = decay_epochs(run["epochs"], run["decay_fraction"])
+        run["snapshot_epochs"] = snapshot_epochs(run["epochs"], run["snapshot_every"])
+        config["runs"][name] = run
     return config
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {dotted key: leaf}; lists and scalars are leaves."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node} if prefix else {}
+    out = {}
+    for k, v in node.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def overrides(config: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings in force that differ from ``base`` (default: config.yaml), as flat dotted keys -> value,
+    e.g. ``{"preset": "mnist_cpu", "runs.mnist_dcgan.epochs": 80}``.
+
+    Both sides are compared as runs are used (:func:`expand_runs`), so a ``run_defaults`` value appears under each
+    run it reaches (``runs.<name>.lr``), and a ``run_defaults`` value every run overrides appears nowhere; the
+    ``run_defaults`` block itself and the derived keys (which follow from epochs, decay_fraction and
+    snapshot_every) are left out. ``config`` may be expanded already or not."""
+    if base is None:
+        base = yaml.safe_load(CONFIG_PATH.read_text())
+    ours, theirs = (_flat(expand_runs(copy.deepcopy(c))) for c in (config, base))
+    missing = object()
+    return {k: v for k, v in sorted(ours.items())
+            if theirs.get(k, missing) != v and not k.startswith("run_defaults.")
+            and k.rsplit(".", 1)[-1] not in DERIVED_RUN_KEYS}
 
 
 def _check_consistency(config: dict[str, Any]) -> None:
     """Rules a JSON schema cannot express."""
-    for name, run in config["runs"].items():
-        bad = [e for e in run["snapshot_epochs"] if e > run["epochs"]]
-        if bad:
-            raise ConfigError(f"config key 'runs.{name}.snapshot_epochs': epochs {bad} exceed "
-                              f"runs.{name}.epochs = {run['epochs']}")
-        if run["decay_epochs"] > run["epochs"]:
-            raise ConfigError(f"config key 'runs.{name}.decay_epochs' ({run['decay_epochs']}) exceeds "
-                              f"runs.{name}.epochs ({run['epochs']})")
     for section, settings in config.items():
         for k, v in (settings.items() if isinstance(settings, dict) else ()):
             if k.endswith("_range") and v[0] > v[1]:

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -485,27 +484,16 @@ def write_subset_dataset(src_x: np.ndarray, src_y: np.ndarray, indices: np.ndarr
     """Write ``src[indices]`` as the ``train`` split of a dataset folder, atomically as a whole folder.
 
     Rows are copied in blocks through a memory map (3M LSUN images never sit in memory); the folder is built
-    beside ``out_dir`` and renamed into place only when complete.
+    beside ``out_dir`` and renamed into place only when complete (:func:`dcgan_repro.io.staged_folder`).
     """
-    out_dir = Path(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
-    try:
-        xp, yp = io.dataset_paths(tmp_dir, "train")
+    with io.staged_folder(out_dir) as stage:
+        xp, yp = io.dataset_paths(stage, "train")
         arr, tmp = io.open_npy_writer(xp, (len(indices), *src_x.shape[1:]), np.uint8)
         for i in range(0, len(indices), COPY_CHUNK):
             arr[i:i + COPY_CHUNK] = src_x[indices[i:i + COPY_CHUNK]]  # (b, H, W, C)
         io.commit_npy(arr, tmp, xp)
         io.save_npy(yp, np.asarray(src_y[indices], dtype=np.int64))
-        io.write_json(tmp_dir / "meta.json", meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp_dir.rename(out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
+        io.write_json(stage / "meta.json", meta)
 
 
 def gather_job(data_dir: str | Path, shard_paths: Sequence[str | Path], out_dir: str | Path,
@@ -566,7 +554,7 @@ def gather_job(data_dir: str | Path, shard_paths: Sequence[str | Path], out_dir:
         "hash_time_s_total": info["hash_seconds_total"], "gather_time_s": round(time.time() - t0, 3),
         "sheet_pairs": shown, "stand_in": stand_in, "preset": preset,
         # images the ingest of the source could not decode never reach the hash: their counts by reason
-        # (dcgan_repro.data.SKIP_REASONS) are repeated here so the summary accounts for every input
+        # (dcgan_repro.images.SKIP_REASONS) are repeated here so the summary accounts for every input
         "skipped_at_ingest": src_meta.get("skipped", {}),
         "skipped_at_ingest_total": sum(src_meta.get("skipped", {}).values()),
     }

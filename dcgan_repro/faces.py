@@ -7,10 +7,11 @@ detector settings and the "sufficiently high resolution" rule are config keys un
 
 Per image (:func:`process_image`):
 
-1. :func:`read_image` decodes the bytes with ``cv2.imdecode`` and falls back to Pillow for what OpenCV cannot
-   read; every result is 8-bit RGB (grayscale is replicated to 3 channels, 16-bit is scaled by 1/257, CMYK and
-   palette images are converted, EXIF orientation is applied). Unreadable inputs are never a crash and never a
-   silent drop: they get a skip reason from :data:`SKIP_REASONS`, counted in every shard and in the summary.
+1. :func:`dcgan_repro.images.decode_image` decodes the file with ``cv2.imdecode`` and falls back to Pillow for
+   what OpenCV cannot read; every result is 8-bit RGB (grayscale is replicated to 3 channels, 16-bit is scaled by
+   1/257, CMYK and palette images are converted, EXIF orientation is applied). Unreadable inputs are never a crash
+   and never a silent drop: they get a skip reason from :data:`SKIP_REASONS`, counted in every shard and in the
+   summary.
 2. :func:`detect_faces` runs ``detectMultiScale`` on the grayscale image with ``scale_factor``,
    ``min_neighbors`` and ``minSize = min_size``, then keeps boxes whose side is at least ``min_size`` pixels of
    the original image (the "sufficiently high resolution" rule). No histogram equalisation: on the 300
@@ -31,8 +32,8 @@ The ``min_size`` rule and the cropping/resizing above apply unchanged.
 
 Rules: ``detect_faces_shard`` -> :func:`detect_shard_job`, ``gather_faces`` -> :func:`gather_job`;
 :func:`crops_from_boxes` redoes a shard's crops from its boxes JSON without detection (audit, another margin).
-Ingest (:mod:`dcgan_repro.data`) decodes with :func:`decode_image_pil`: the same skip reasons and 8-bit RGB
-conversion, Pillow only, so its pixels match torchvision's loaders.
+Ingest (:mod:`dcgan_repro.data.ingest`) uses the same decoder with ``pillow_only=True``: the same skip reasons and
+8-bit RGB conversion, Pillow only, so its pixels match torchvision's loaders.
 :func:`evaluate_detector` scores the detector against known boxes (recall at IoU >= 0.5, false detections per
 image) for tests and benchmarks. At the defaults, on those 300 composites (faces 21-146 px pasted on real
 scenes; their boxes come from the same cascade on the source photo, so this is a consistency check): recall
@@ -42,11 +43,8 @@ detections per image, mean IoU 0.85 of found faces.
 
 from __future__ import annotations
 
-import io as _bytesio
 import logging
-import shutil
 import time
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -55,145 +53,16 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dcgan_repro import io
+from dcgan_repro import images, io
 
 log = logging.getLogger(__name__)
 
-MAX_PIXELS = 1 << 27  # ~134 megapixels (e.g. 11,585 x 11,585): larger images are skipped as 'too_large'
-WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # Pillow modes with more than 8 bits per sample
+# Skip reasons: the decoder's (dcgan_repro.images.SKIP_REASONS) and one of the face stage's own.
 SKIP_REASONS = {
-    "missing": "listed (manifest, image folder listing) but no such file",
-    "unreadable": "the file exists but could not be read (permissions, a folder, I/O error)",
-    "empty_file": "zero bytes",
-    "truncated": "the image data ends early (the decoder ran out of data before the end of the image)",
-    "not_an_image": "neither OpenCV nor Pillow recognises the format",
-    "corrupt": "a known image format that neither decoder could decode",
-    "too_large": f"more than {MAX_PIXELS:,} pixels (decoding it would need gigabytes)",
+    **images.SKIP_REASONS,
     "detector_error": "OpenCV raised an error while detecting faces in the decoded image",
 }
-
-
-# --- reading ----------------------------------------------------------------------------------------
-
-
-def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
-    """Decode one image file to RGB uint8 (H, W, 3); returns ``(image, "ok")`` or ``(None, skip_reason)``."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return None, "missing"
-    except OSError:
-        return None, "unreadable"
-    return decode_image(data)
-
-
-def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
-    """Decode image bytes (see :func:`read_image`): OpenCV first, Pillow for what OpenCV cannot read.
-
-    A JPEG or PNG whose end marker is missing from its last bytes is decoded by Pillow alone, which raises on
-    truncated data where OpenCV may return a half-grey image: a truncated file is skipped, while a complete one
-    followed by appended data (e.g. a "motion photo" with a video after the JPEG) still decodes.
-    """
-    if not data:
-        return None, "empty_file"
-    fmt = _sniff(data)
-    pixels = _header_pixels(data)
-    if pixels is not None and pixels > MAX_PIXELS:
-        return None, "too_large"
-    if not _end_marker_missing(data, fmt):
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
-        if bgr is not None:
-            return np.ascontiguousarray(bgr[:, :, ::-1]), "ok"  # (H, W, 3) RGB
-    im, status = decode_image_pil(data, exif_transpose=True)
-    return (None, status) if im is None else (np.ascontiguousarray(np.asarray(im)), "ok")
-
-
-def decode_image_pil(data: bytes, *, exif_transpose: bool = False) -> tuple[Image.Image | None, str]:
-    """Decode image bytes with Pillow alone to an 8-bit RGB Pillow image; ``(image, "ok")`` or ``(None, reason)``.
-
-    Same skip reasons (:data:`SKIP_REASONS`) and the same 8-bit RGB conversion as :func:`decode_image`
-    (grayscale replicated, CMYK / palette / alpha converted, 16-bit scaled by 1/257 where Pillow's own
-    ``convert("RGB")`` would clip), and the decode is forced, so truncation shows here. Ingest
-    (:mod:`dcgan_repro.data`) uses it so that its pixels equal torchvision's Pillow loaders; they do not apply EXIF
-    orientation, hence ``exif_transpose=False`` by default.
-    """
-    if not data:
-        return None, "empty_file"
-    fmt = _sniff(data)
-    pixels = _header_pixels(data)
-    if pixels is not None and pixels > MAX_PIXELS:
-        return None, "too_large"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # size checked above
-            with Image.open(_bytesio.BytesIO(data)) as im:
-                if exif_transpose:
-                    im = ImageOps.exif_transpose(im)
-                if im.mode in WIDE_MODES:
-                    return Image.fromarray(_pil_to_rgb(im)), "ok"
-                return im.convert("RGB"), "ok"  # convert() decodes every pixel (a new image, valid after close)
-    except Image.DecompressionBombError:
-        return None, "too_large"
-    except UnidentifiedImageError:
-        return None, "not_an_image" if fmt is None else "corrupt"
-    except OSError as e:
-        return None, "truncated" if "truncated" in str(e).lower() else ("not_an_image" if fmt is None else "corrupt")
-    except (ValueError, SyntaxError, EOFError, IndexError, TypeError):
-        return None, "not_an_image" if fmt is None else "corrupt"
-
-
-def _pil_to_rgb(im: Image.Image) -> np.ndarray:
-    """Any Pillow image -> RGB uint8 (H, W, 3): 16/32-bit integer images scaled to 8 bits, floats clipped."""
-    if im.mode in WIDE_MODES:
-        a = np.asarray(im)  # (H, W) int32 / uint16 / float32
-        if a.dtype.kind == "f":
-            a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255)
-        else:
-            a = np.clip(a, 0, 65535) / 257.0  # 16-bit full range -> 8-bit full range
-        g = np.rint(a).astype(np.uint8)  # (H, W)
-        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))  # (H, W, 3)
-    return np.ascontiguousarray(np.asarray(im.convert("RGB")))  # (H, W, 3) from L, LA, P, RGBA, CMYK, YCbCr
-
-
-_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF8": "gif", b"BM": "bmp",
-          b"II*\x00": "tiff", b"MM\x00*": "tiff"}
-
-
-def _sniff(data: bytes) -> str | None:
-    """Image format from the first bytes, or None when no known signature matches."""
-    for magic, fmt in _MAGIC.items():
-        if data.startswith(magic):
-            return fmt
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"):
-        return "pnm"
-    return None
-
-
-def _end_marker_missing(data: bytes, fmt: str | None) -> bool:
-    """JPEG without its end-of-image marker, PNG without IEND, in the last bytes (trailing zeros ignored)."""
-    tail = data[-4096:].rstrip(b"\x00")[-64:]
-    if fmt == "jpeg":
-        return b"\xff\xd9" not in tail
-    if fmt == "png":
-        return b"IEND" not in tail
-    return False
-
-
-def _header_pixels(data: bytes) -> float | None:
-    """Width x height from the image header without decoding pixels, when Pillow can parse it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_bytesio.BytesIO(data)) as im:
-                return float(im.size[0] * im.size[1])
-    except Image.DecompressionBombError:  # Pillow refuses to even open it: more than ~179 megapixels
-        return float("inf")
-    except (OSError, ValueError, SyntaxError, EOFError):
-        return None
 
 
 # --- detection and cropping -------------------------------------------------------------------------
@@ -268,7 +137,7 @@ def crop_faces(rgb: np.ndarray, boxes: np.ndarray, *, margin: float = 0.0, image
 def process_image(path: str | Path, faces: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray, int]:
     """Read, detect, crop one image: returns (JSON record, crops (k, S, S, 3), detections found)."""
     size = faces["image_size"]
-    rgb, status = read_image(path)
+    rgb, status = images.decode_image(path)
     if rgb is None:
         return {"status": status, "boxes": []}, np.zeros((0, size, size, 3), np.uint8), 0
     if not faces.get("detect", True):   # pre-cropped faces (faces.detect: false): the image is the face
@@ -363,7 +232,7 @@ def crops_from_boxes(source_dir: str | Path, boxes_path: str | Path, *, margin: 
     for rel, r in rec["images"].items():
         if not r["boxes"]:
             continue
-        rgb, status = read_image(Path(source_dir) / rel)
+        rgb, status = images.decode_image(Path(source_dir) / rel)
         if rgb is None or [rgb.shape[1], rgb.shape[0]] != r["size"]:
             got = status if rgb is None else f"size {[rgb.shape[1], rgb.shape[0]]}"
             raise ValueError(f"{boxes_path}: {Path(source_dir) / rel} had size {r['size']} when its boxes were "
@@ -410,7 +279,9 @@ def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_pat
                   f"each image's centred square (side >= {faces['min_size']} px) resized to {size}x{size}"),
         "stand_in": stand_in, "faces": dict(faces),
     }
-    _write_dataset_dir(out_dir, x, meta)
+    with io.staged_folder(out_dir) as stage:
+        io.write_dataset(stage, "train", x)
+        io.write_json(stage / "meta.json", meta)
     skipped = {k: v for k, v in sorted(status.items()) if k != "ok"}
     summary = {
         "images_seen": totals["images"], "images_decoded": status.get("ok", 0), "skipped": skipped,
@@ -431,23 +302,6 @@ def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_pat
     log.info("faces: %d images seen, %d skipped %s, %d faces kept of %d found", summary["images_seen"],
              summary["skipped_total"], skipped, summary["faces_kept"], summary["faces_found"])
     return summary
-
-
-def _write_dataset_dir(out_dir: str | Path, x: np.ndarray, meta: dict[str, Any]) -> None:
-    """Write the ``train`` split and meta.json into a folder built beside ``out_dir``, then rename it in."""
-    out_dir = Path(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    try:
-        io.write_dataset(tmp_dir, "train", x)
-        io.write_json(tmp_dir / "meta.json", meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp_dir.rename(out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
 
 
 # --- evaluation -------------------------------------------------------------------------------------

@@ -94,6 +94,39 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def staged_folder(out_dir: PathLike, *, error: type[Exception] = FileExistsError, hint: str = "") -> Iterator[Path]:
+    """Yield an empty folder ``.<name>.partial`` beside ``out_dir``; it replaces ``out_dir`` only if the block
+    succeeds, so a failed or killed job never leaves a folder that looks finished.
+
+    On success the old ``out_dir`` is removed, the new one renamed in and the parent fsync'd (the files in it were
+    written through this module, so fsync'd already); on failure the partial folder is removed, and one left by a
+    killed run is removed before the block starts. A non-empty ``out_dir`` without meta.json is not a dataset
+    folder we wrote: it is never replaced; ``error`` is raised instead, its message ending with ``hint``.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / "meta.json").exists():
+        raise error(f"output folder {out} exists and is not an ingested dataset (no meta.json); refusing to "
+                    f"replace it: move it away{hint}")
+    stage = out.with_name(f".{out.name}.partial")
+    if stage.exists():  # left by a killed run
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    done = False
+    try:
+        yield stage
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(stage, out)
+        fsync_dir(out.parent)
+        done = True
+    finally:
+        if not done:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
 def write_json(path: PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
@@ -181,13 +214,20 @@ def code_version() -> str:
         return "unknown"
 
 
+# The settings in force that differ from config.yaml (flat dotted keys -> value), added to every provenance record
+# of this process as "overrides"; set once per job by runtime.rule_context, None outside the workflow.
+PROVENANCE_OVERRIDES: dict[str, Any] | None = None
+
+
 def provenance(*, config: Any, seed: int | None, inputs: dict[str, Any] | list | None = None,
                started: float | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record every result file carries: what produced it and from what.
 
     ``inputs`` maps names to paths (or lists of paths); each file, and each file directly inside a folder, is
     checksummed. ``started`` is a
-    ``time.time()`` taken when the work began; the wall time is measured up to this call.
+    ``time.time()`` taken when the work began; the wall time is measured up to this call. Inside a workflow job
+    the record also holds ``overrides``: every setting in force that differs from config.yaml
+    (:data:`PROVENANCE_OVERRIDES`, e.g. ``{"preset": "mnist_cpu", "runs.mnist_dcgan.epochs": 80}``).
     """
     sums: dict[str, Any] = {}
     if isinstance(inputs, (list, tuple)):
@@ -203,6 +243,7 @@ def provenance(*, config: Any, seed: int | None, inputs: dict[str, Any] | list |
         "code_version": code_version(),
         "seed": seed,
         "config": config,
+        **({} if PROVENANCE_OVERRIDES is None else {"overrides": dict(PROVENANCE_OVERRIDES)}),
         "inputs": sums,
         "wall_time_s": None if started is None else round(time.time() - started, 3),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -292,86 +292,6 @@ class CondDCGANGenerator(_Net):
         return torch.sigmoid(self.deconv2(_cond_maps(h, y1h)))        # (N, 1, 28, 28) in [0, 1]
 
 
-class CondDCGANSampler:
-    """Fast sampling forward of a :class:`CondDCGANGenerator`: the same function, rearranged (exact up to rounding).
-
-    Used to stream millions of samples (Table 3 "@10M"). Per batch of ``group`` consecutive samples the result is
-    ``netG(z, y)`` of that batch (BN with that batch's statistics, as the authors sample); many batches go through
-    one call, so the matmuls are large. Rearrangements, each exact in real arithmetic:
-
-    - y's constant maps into a deconv: their contribution is a per-class, position-dependent map (borders
-      included) computed once per class with the module's own ``conv_transpose2d``; the deconvs then see only the
-      128 (64) feature channels, not 138 (74);
-    - deconv1 in channels_last (oneDNN's fast layout on CPU), BN batch statistics on a (groups, group * H * W, C)
-      view; deconv2 (64 -> 1 channel, slow as a oneDNN deconv) as one matmul and a col2im (``F.fold``).
-
-    Measured on one Xeon core (AVX512-BF16, no AMX; the other core busy): 454 us/sample in fp32 against 732 for
-    the module forward in bf16 autocast (benchmarks/bench_nn_eval.py); fp32 is the faster precision on such a
-    CPU. Any autocast context of the caller applies to its matmuls and deconv as to the module's; BN runs in fp32.
-    """
-
-    def __init__(self, netG: CondDCGANGenerator) -> None:
-        if not isinstance(netG, CondDCGANGenerator):
-            raise TypeError(f"CondDCGANSampler needs a CondDCGANGenerator, got {type(netG).__name__}")
-        nz, ny, ngf = netG.nz, netG.n_classes, netG.ngf
-        self.nz, self.ny, self.ngf, self.n_classes = nz, ny, ngf, ny
-        self.output_range = netG.output_range
-        self.eps = (netG.bn1.eps, netG.bn2.eps, netG.bn3.eps)
-        with torch.no_grad():
-            w1 = netG.fc1.weight.detach().float()                      # (fc, nz + ny)
-            self.w1 = w1.T.contiguous()                                # (nz + ny, fc)
-            self.w2 = netG.fc2.weight.detach().float().T.contiguous()  # (fc + ny, 6272)
-            eye = torch.eye(ny, dtype=torch.float32, device=w1.device)  # (ny, ny) one-hot of each class
-            wd1 = netG.deconv1.weight.detach().float()                 # (2ngf + ny, ngf, 5, 5)
-            self.wd1 = wd1[:2 * ngf].contiguous()                      # (2ngf, ngf, 5, 5)
-            maps = eye[:, :, None, None].expand(ny, ny, 7, 7)          # (ny, ny, 7, 7) y maps per class
-            self.b3 = netG.deconv1(torch.cat([torch.zeros(ny, 2 * ngf, 7, 7, device=w1.device), maps], 1))
-            self.b3 = self.b3.permute(0, 2, 3, 1).reshape(ny, -1).contiguous()  # (ny, 14*14*ngf) NHWC order
-            wd2 = netG.deconv2.weight.detach().float()                 # (ngf + ny, 1, 5, 5)
-            self.wd2 = wd2[:ngf].reshape(ngf, 25).contiguous()         # (ngf, 25)
-            maps = eye[:, :, None, None].expand(ny, ny, 14, 14)        # (ny, ny, 14, 14)
-            self.b4 = netG.deconv2(torch.cat([torch.zeros(ny, ngf, 14, 14, device=w1.device), maps], 1))
-            self.b4 = self.b4.reshape(ny, 28 * 28).contiguous()        # (ny, 784)
-
-    @staticmethod
-    def _bn_relu_(h: Tensor, eps: float) -> Tensor:
-        """BN with each group's biased batch statistics, then ReLU: (groups, m, C) fp32 in place, stats over m.
-
-        Two-pass (centre, then the mean square) as ``batch_norm`` does; the sums are batched matmuls with a
-        ones row, much faster on a CPU core than ``var_mean`` over a middle dimension.
-        """
-        g, m, _ = h.shape
-        avg = torch.full((g, 1, m), 1.0 / m, dtype=h.dtype, device=h.device)       # (g, 1, m)
-        h.sub_(torch.bmm(avg, h))                                                   # centred, (g, m, C)
-        var = torch.bmm(avg, h * h)                                                 # (g, 1, C) biased variance
-        return h.relu_().mul_(var.add_(eps).rsqrt_())                               # relu(x) r = relu(x r), r > 0
-
-    def __call__(self, z: Tensor, y: Tensor, group: int) -> Tensor:
-        """(N, nz), (N,) int -> (N, 1, 28, 28) in [0, 1]; BN statistics per ``group`` consecutive samples."""
-        n = z.shape[0]
-        if n % group or y.shape != (n,):
-            raise ValueError(f"CondDCGANSampler: {n} samples / labels {tuple(y.shape)} do not split into batches "
-                             f"of {group}")
-        g, ngf = n // group, self.ngf
-        y = y.long()
-        y1h = F.one_hot(y, self.ny).to(z.dtype)                                     # (N, 10)
-        h = torch.cat([z, y1h], 1) @ self.w1                                        # (N, 1024)
-        h = self._bn_relu_(h.float().view(g, group, -1), self.eps[0]).view(n, -1)   # (N, 1024)
-        h = torch.cat([h, y1h], 1) @ self.w2                                        # (N, 6272)
-        h = self._bn_relu_(h.float().view(g, group, -1), self.eps[1])               # (g, group, 6272)
-        h = h.view(n, 2 * ngf, 7, 7).contiguous(memory_format=torch.channels_last)  # (N, 128, 7, 7)
-        h = F.conv_transpose2d(h, self.wd1, stride=2, padding=2, output_padding=1)  # (N, 64, 14, 14) NHWC
-        h = h.permute(0, 2, 3, 1).float()                                           # (N, 14, 14, 64)
-        if not h.is_contiguous():
-            h = h.contiguous()
-        h.view(n, -1).add_(self.b3.index_select(0, y))                              # + y maps' share
-        h = self._bn_relu_(h.view(g, group * 196, ngf), self.eps[2])                # (g, group*196, 64)
-        cols = torch.matmul(h.view(n, 196, ngf), self.wd2)                          # (N, 196, 25)
-        x = F.fold(cols.transpose(1, 2), (28, 28), 5, stride=2, padding=2)          # (N, 1, 28, 28)
-        x = x.float().view(n, 784).add_(self.b4.index_select(0, y))                 # + y maps' share
-        return torch.sigmoid_(x).view(n, 1, 28, 28)
-
-
 class CondDCGANDiscriminator(_Net):
     """mnist/train_cond_dcgan.py ``discrim``: [x, y maps] -> conv (ndf, 14, 14) -> LReLU -> [., y maps] -> conv
     (2ndf, 7, 7) -> BN -> LReLU -> flatten -> [., y] -> FC 1024 -> BN -> LReLU -> [., y] -> FC 1 (logit)."""
@@ -620,20 +540,14 @@ def _chunk_sizes(n: int, batch_size: int) -> list[int]:
     return [len(c) for c in np.array_split(np.arange(n), k)]
 
 
-def iter_generate(netG: nn.Module, n: int, *, z_dist: str, seed: int, labels: np.ndarray | Tensor | None = None,
-                  batch_size: int = 512, device: str | torch.device = "cpu",
-                  precision: str = "fp32", fast: bool = False) -> Iterator[np.ndarray]:
-    """Yield ``n`` generated images as uint8 NHWC chunks (streaming form of :func:`generate`, same samples).
+def sampling_plan(netG: nn.Module, n: int, labels: np.ndarray | Tensor | None,
+                  batch_size: int) -> tuple[Tensor | None, list[int]]:
+    """Check a request for ``n`` samples of ``netG`` and cut it into BN batches: ``(labels, sizes)``.
 
-    z is drawn chunk by chunk from a CPU generator seeded with ``seed``. G's batchnorm uses the statistics of
-    each chunk (authors' sampling), so chunks are near-equal in size. ``labels`` (n,) int are required for a
-    class-conditional G. ``netG`` is moved to ``device``. ``fast=True`` runs a :class:`CondDCGANGenerator`
-    through :class:`CondDCGANSampler` (same z, labels and per-chunk BN statistics; the same function up to
-    float rounding, so an 8-bit pixel can differ by one level where the sigmoid output sits on a rounding
-    boundary), ``FAST_SAMPLES`` samples per call; other generators ignore it.
+    ``labels`` come back as int64 (n,) (required, in [0, n_classes), for a class-conditional G; refused for an
+    unconditional one, which gets None); ``sizes`` are the near-equal batch sizes of :func:`_chunk_sizes`. Shared by
+    :func:`iter_generate` and faster samplers of particular nets, so every path draws the same samples.
     """
-    from . import runtime
-
     if n < 2:
         raise ValueError(f"generate needs n >= 2 samples (G's batchnorm uses batch statistics), got n = {n}")
     n_classes = getattr(netG, "n_classes", 0)
@@ -645,14 +559,25 @@ def iter_generate(netG: nn.Module, n: int, *, z_dist: str, seed: int, labels: np
             raise ValueError(f"labels must be {n} ints in [0, {n_classes}), got shape {tuple(labels.shape)}")
     elif labels is not None:
         raise ValueError("netG is unconditional: call generate without labels")
+    return labels, _chunk_sizes(n, batch_size)
+
+
+def iter_generate(netG: nn.Module, n: int, *, z_dist: str, seed: int, labels: np.ndarray | Tensor | None = None,
+                  batch_size: int = 512, device: str | torch.device = "cpu",
+                  precision: str = "fp32") -> Iterator[np.ndarray]:
+    """Yield ``n`` generated images as uint8 NHWC chunks (streaming form of :func:`generate`, same samples).
+
+    z is drawn chunk by chunk from a CPU generator seeded with ``seed``. G's batchnorm uses the statistics of
+    each chunk (authors' sampling), so chunks are near-equal in size (:func:`sampling_plan`). ``labels`` (n,) int
+    are required for a class-conditional G. ``netG`` is moved to ``device``.
+    """
+    from . import runtime
+
+    labels, sizes = sampling_plan(netG, n, labels, batch_size)
     dev = torch.device(device)
     netG.to(dev)
     g = torch.Generator().manual_seed(int(seed))
     start = 0
-    sizes = _chunk_sizes(n, batch_size)
-    if fast and isinstance(netG, CondDCGANGenerator):
-        yield from _iter_fast(CondDCGANSampler(netG), sizes, labels, g, z_dist, dev, precision)
-        return
     with torch.no_grad(), runtime.autocast(dev, precision):
         for size in sizes:
             z = sample_z(size, netG.nz, z_dist, generator=g, device=dev)             # (size, nz)
@@ -661,36 +586,12 @@ def iter_generate(netG: nn.Module, n: int, *, z_dist: str, seed: int, labels: np
             start += size
 
 
-FAST_SAMPLES = 512  # samples per CondDCGANSampler call (whole BN batches): large matmuls, ~30 MB of activations
-
-
-def _iter_fast(sampler: CondDCGANSampler, sizes: list[int], labels: Tensor, g: torch.Generator, z_dist: str,
-               dev: torch.device, precision: str) -> Iterator[np.ndarray]:
-    """:func:`iter_generate` through the sampler: runs of equal-sized chunks, several BN batches per call."""
-    from . import runtime
-
-    start = i = 0
-    with torch.inference_mode(), runtime.autocast(dev, precision):
-        while i < len(sizes):
-            size = sizes[i]
-            k = 1
-            while i + k < len(sizes) and sizes[i + k] == size and (k + 1) * size <= max(FAST_SAMPLES, size):
-                k += 1
-            z = torch.cat([sample_z(size, sampler.nz, z_dist, generator=g) for _ in range(k)]).to(dev)  # (k*size, nz)
-            y = labels[start:start + k * size].to(dev)                                 # (k*size,)
-            yield to_uint8(sampler(z, y, size), sampler.output_range)                  # (k*size, 28, 28, 1)
-            start += k * size
-            i += k
-
-
 def generate(netG: nn.Module, n: int, *, z_dist: str, seed: int, labels: np.ndarray | Tensor | None = None,
-             batch_size: int = 512, device: str | torch.device = "cpu", precision: str = "fp32",
-             fast: bool = False) -> np.ndarray:
+             batch_size: int = 512, device: str | torch.device = "cpu", precision: str = "fp32") -> np.ndarray:
     """``n`` samples as uint8 (n, H, W, C). BN uses batch statistics when sampling, as the authors' code does
     (G's BN layers have no running statistics, so this holds in train and eval mode alike)."""
     return np.concatenate(list(iter_generate(netG, n, z_dist=z_dist, seed=seed, labels=labels,
-                                             batch_size=batch_size, device=device, precision=precision,
-                                             fast=fast)))
+                                             batch_size=batch_size, device=device, precision=precision)))
 
 
 @contextlib.contextmanager

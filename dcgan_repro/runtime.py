@@ -73,7 +73,7 @@ def native_bf16(device) -> bool:
 
 def native_int8(device) -> bool:
     """Whether a CPU has int8 dot-product instructions (AVX512-VNNI or AMX), which ``torch._int_mm`` needs to beat
-    fp32 (without them it was 13x slower than an fp32 matmul, measured: nn_eval.resolve_search). CUDA: False
+    fp32 (without them it was 13x slower than an fp32 matmul, measured: mnist_eval.search.resolve_search). CUDA: False
     (not measured)."""
     import torch
 
@@ -138,8 +138,22 @@ def set_threads(n: int | None) -> None:
 
 
 def rule_context(smk: Any) -> logging.Logger:
-    """Common start of every workflow script: log into the rule's log, use the job's threads."""
+    """Common start of every workflow script: log into the rule's log, use the job's threads, and hand io the
+    settings in force that differ from config.yaml (:func:`record_overrides`), so every provenance record of the
+    job carries them."""
     logger = setup_logging(smk.log[0] if len(smk.log) else None)
     set_threads(getattr(smk, "threads", None))
     logger.info("rule %s: inputs=%s outputs=%s", smk.rule, list(smk.input), list(smk.output))
+    overrides = record_overrides(getattr(smk, "config", None))
+    if overrides is not None:
+        logger.info("settings that differ from config.yaml: %s", overrides or "none")
     return logger
+
+
+def record_overrides(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Set ``io.PROVENANCE_OVERRIDES`` to ``config.overrides(config)`` (the job's config against config.yaml) and
+    return it; a job without a config (a script run by hand) records none."""
+    from dcgan_repro import config as configuration, io
+
+    io.PROVENANCE_OVERRIDES = configuration.overrides(config) if config else None
+    return io.PROVENANCE_OVERRIDES

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dcgan_repro import io, models, runtime
+from dcgan_repro import io, models
 
 log = logging.getLogger(__name__)
 
@@ -561,35 +561,3 @@ def write_theano_params(net: nn.Module, jl_path: io.PathLike) -> list[Path]:
     with io.atomic_path(jl_path) as tmp:
         tmp.write_bytes(_list_pickle(names))
     return [*written, jl_path]
-
-
-# --- figure: samples of the authors' SVHN generator ---------------------------------------------------------
-
-
-def authors_svhn_samples(weights: io.PathLike, png: io.PathLike, pdf: io.PathLike, *, figures: dict[str, Any],
-                         common: dict[str, Any]) -> Any:
-    """Rule ``authors_svhn_samples``: a ``grid_rows x grid_cols`` sheet drawn by the authors' released SVHN G
-    (``weights``: its folder or ``200_gen_params.jl``) running in our :class:`~dcgan_repro.models.ProjectedGenerator`.
-
-    It shows that the loader's conventions (kernel flip, Linear transpose, parameter order) are right: with them
-    the released G draws house numbers. z ~ N(0, 1) (the released run's name says ``gaussian``), drawn from
-    ``figures.seed``, one batch (batch-statistics batch norm, as the authors sample).
-    """
-    from dcgan_repro import paper, plots
-
-    device = runtime.resolve_device(common.get("device", "auto"))
-    netG = load_generator(weights, "svhn32").to(device)
-    n = figures["grid_rows"] * figures["grid_cols"]
-    imgs = models.generate(netG, max(n, 2), z_dist="normal", seed=figures["seed"], device=device)[:n]
-    grid = plots.image_grid(imgs, figures["grid_cols"])
-    footer = "\n".join([
-        "Model: the authors' released SVHN DCGAN (Newmu/dcgan_code ee12b2d, "
-        "svhn_unsup_all_conv_dcgan_100z_gaussian_lr_0.0005_64mb, epoch 200), Theano weights loaded into our "
-        f"svhn32 generator (kernels flipped, Linear transposed) from {released_file(weights, 'svhn32', 'G')}.",
-        f"Data: none read here (the model was trained by the authors on SVHN). {n} samples, z ~ N(0, 1), one batch "
-        "(batch-statistics batch norm, as the authors sample).",
-        f"Preset: {common.get('preset')}. Figure seed {figures['seed']}. Code {io.code_version()}. {paper.PAPER}.",
-    ])
-    return plots.render_figure([[plots.Panel(grid)]], title="Samples of the authors' released SVHN DCGAN "
-                               "(their weights, our generator)", footer=footer, png=png, pdf=pdf)
-

@@ -69,8 +69,10 @@ from . import io, models, runtime
 
 log = logging.getLogger(__name__)
 
-# Settings that may change between a stop and a resume without changing the trajectory.
-RESUME_FREE_KEYS = frozenset({"max_steps", "checkpoint_every", "sample_every", "log_every", "snapshot_epochs"})
+# Settings that may change between a stop and a resume without changing the trajectory (snapshot_epochs is
+# derived from snapshot_every: which generators are kept, not how they are trained).
+RESUME_FREE_KEYS = frozenset({"max_steps", "checkpoint_every", "sample_every", "log_every", "snapshot_every",
+                              "snapshot_epochs"})
 KEEP_CHECKPOINTS = 2          # newest resumable checkpoints kept on disk
 PREFETCH = 2                  # minibatches read ahead by the loader thread
 # Collapse detector: D's loss (real + fake BCE) averaged over a logging window below this floor, for this many
@@ -148,7 +150,7 @@ def _load_data(data_dir: io.PathLike, run: dict[str, Any], name: str, netG: nn.M
     if holdout:
         # MNIST (mnist/train_cond_dcgan.py): train on the 50k split only; the last 10k after the seed-42 shuffle
         # are the validation images that model selection in Table 3 uses, so they must stay unseen.
-        from .nn_eval import validation_split
+        from .splits import validation_split
 
         keep, _ = validation_split(len(x), holdout["validation_size"], holdout["split_seed"])
         keep = np.sort(keep)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import runpy
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,3 +85,60 @@ def assert_close_f32(actual, expected, *, k: int, scale, evaluations: int = 2, m
     assert not bad.any(), (f"{msg}: {int(bad.sum())}/{bad.size} elements exceed the float32 bound "
                            f"({evaluations} x gamma_{k} = {evaluations * gamma_f32(k):.3g} x |x||y|); worst "
                            f"|diff| {err.flat[np.argmax(err - tol)]:.3g} vs tol {tol.flat[np.argmax(err - tol)]:.3g}")
+
+
+# --- L2-SVM test data and settings, shared by tests/test_svm_*.py -------------------------------------
+
+SVM_CFG = {"c_grid": [1e-3, 1e-2, 1e-1], "selection_draws": 3, "final_draws": 4, "validation_size": 60,
+           "svhn_labels_per_class": 8, "cifar10_labels_per_class": 8, "max_iter": 1000, "seed": 42}  # config ``svm``
+SVM_COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}  # config ``common`` (device, precision)
+
+
+def blobs(n: int, k: int, f: int, seed: int, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """k Gaussian classes in f dims (means fixed by a separate seed, so train and test share them)."""
+    means = np.random.default_rng(123).normal(0, 1, (k, f))
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    rng.shuffle(y)
+    return (means[y] + spread * rng.normal(0, 1, (n, f))).astype(np.float32), y.astype(np.int64)
+
+
+def pooled_features(n: int, f: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled-conv-like features: rectified low-rank class structure plus noise, per-feature scales 0.1 ... 3
+    (the generating model is fixed, ``seed`` draws the samples)."""
+    g = np.random.default_rng(1234)
+    means, A = g.normal(0, 1, (k, 16)), g.normal(0, 1, (16, f))
+    scale = np.exp(g.uniform(np.log(0.1), np.log(3), f))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    lat = means[y] + 1.2 * rng.normal(0, 1, (n, 16))  # (n, 16)
+    return (np.maximum(lat @ A / 4 + rng.normal(0, 1, (n, f)), 0) * scale).astype(np.float32), y
+
+
+# --- helpers shared by several test files ----------------------------------------------------------------------
+
+
+def fake_snakemake(rule: str, tmp: Path, *, input: dict, output: dict, params: dict) -> SimpleNamespace:
+    """What Snakemake's script: directive injects, enough for runtime.rule_context and our rule scripts."""
+    from snakemake.iocontainers import Namedlist
+
+    return SimpleNamespace(rule=rule, input=Namedlist(fromdict=input), output=Namedlist(fromdict=output),
+                           params=Namedlist(fromdict=params), log=Namedlist([str(tmp / f"logs/{rule}.log")]),
+                           threads=1, wildcards=Namedlist())
+
+
+def run_script(name: str, smk: SimpleNamespace) -> None:
+    """Run workflow/scripts/<name>.py as Snakemake would, with ``smk`` as its ``snakemake`` object."""
+    runpy.run_path(str(REPO / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": smk})
+
+
+def no_download(*args, **kwargs):
+    """Stands in for any download function: the network is unreachable."""
+    raise urllib.error.URLError("offline (test)")
+
+
+def write_json_file(path: Path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` (parents created); return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path

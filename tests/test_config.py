@@ -12,9 +12,10 @@ import yaml
 from snakemake.utils import update_config
 
 from dcgan_repro import io
-from dcgan_repro.config import ConfigError, validate_config
+from dcgan_repro.config import ConfigError, overrides, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
+RUN_NAMES = ("lsun", "faces", "imagenet32", "svhn", "mnist_dcgan", "mnist_gan")
 
 
 def _load(name: str) -> dict:
@@ -70,17 +71,137 @@ def test_bad_type_and_range_name_the_key(paper):
     assert "svm.final_draws" in msg and "device" in msg and "auto, cpu, cuda" in msg
 
 
-def test_snapshot_after_last_epoch_is_refused(paper):
+def test_schedule_keys_written_by_hand_are_refused_naming_their_replacement(paper):
     paper["runs"]["lsun"]["snapshot_epochs"] = [1, 50]
-    with pytest.raises(ConfigError, match=r"runs\.lsun\.snapshot_epochs"):
+    paper["runs"]["mnist_dcgan"]["decay_epochs"] = 100
+    with pytest.raises(ConfigError, match=r"runs\.lsun\.snapshot_epochs") as e:
+        validate_config(paper)
+    msg = str(e.value)
+    assert "'runs.mnist_dcgan.decay_epochs'" in msg and "decay_epochs is derived: set decay_fraction" in msg
+    assert "snapshot_epochs is derived: set snapshot_every" in msg
+    assert "decay_epochs" in paper["runs"]["mnist_dcgan"] and "model" not in paper["runs"]["lsun"]  # left as it was
+
+
+@pytest.mark.parametrize("key, value", [("decay_fraction", 1.5), ("decay_fraction", -0.1), ("snapshot_every", -1)])
+def test_schedule_parameter_out_of_range_names_the_key(paper, key, value):
+    paper["runs"]["lsun"][key] = value
+    with pytest.raises(ConfigError, match=rf"config key 'runs\.lsun\.{key}'"):
         validate_config(paper)
 
 
+def test_runs_are_run_defaults_plus_their_own_settings_plus_the_derived_schedule(paper):
+    raw = copy.deepcopy(paper)
+    runs = validate_config(paper)["runs"]
+    for name, run in runs.items():
+        assert run == {**raw["run_defaults"], **raw["runs"][name], "decay_epochs": run["decay_epochs"],
+                       "snapshot_epochs": run["snapshot_epochs"]}, name
+    # the authors' schedules: MNIST 100 + 100, ImageNet 30 + 30; MNIST scored every 5 epochs; LSUN keeps epoch 1
+    assert (runs["mnist_dcgan"]["epochs"], runs["mnist_dcgan"]["decay_epochs"]) == (200, 100)
+    assert runs["mnist_dcgan"]["snapshot_epochs"] == list(range(5, 201, 5))
+    assert (runs["imagenet32"]["epochs"], runs["imagenet32"]["decay_epochs"]) == (60, 30)
+    assert runs["lsun"]["snapshot_epochs"] == [1, 2, 3, 4, 5] and runs["lsun"]["decay_epochs"] == 0
+    assert runs["faces"]["snapshot_epochs"] == [25] and runs["svhn"]["lr"] == 0.0005
+    assert runs["mnist_gan"]["model"] == "mnist_cond_mlp" and runs["lsun"]["model"] == "dcgan64"
+
+
+@pytest.mark.parametrize("epochs, fraction, every, decay, kept", [
+    (10, 0.5, 2, 5, [2, 4, 6, 8, 10]),
+    (7, 0.5, 3, 4, [3, 6, 7]),       # the last epoch is always kept; round(3.5) = 4
+    (5, 0.5, 0, 2, [5]),             # 0 = the last epoch only; round(2.5) = 2 (half to even)
+    (3, 0.0, 5, 0, [3]),             # every 5 > epochs: the last epoch only
+    (4, 1.0, 1, 4, [1, 2, 3, 4]),
+])
+def test_derived_schedule(paper, epochs, fraction, every, decay, kept):
+    update_config(paper, {"runs": {"faces": {"epochs": epochs, "decay_fraction": fraction, "snapshot_every": every}}})
+    run = validate_config(paper)["runs"]["faces"]
+    assert (run["decay_epochs"], run["snapshot_epochs"]) == (decay, kept)
+
+
+def test_a_longer_mnist_run_is_one_value(paper):
+    """A second --configfile holding runs: {mnist_dcgan: {epochs: 80}} over presets/mnist_cpu.yaml: the decay and
+    the snapshots follow; every other setting of the run stays."""
+    update_config(paper, _load("presets/mnist_cpu.yaml"))
+    update_config(paper, yaml.safe_load("runs: {mnist_dcgan: {epochs: 80}}"))
+    runs = validate_config(paper)["runs"]
+    assert (runs["mnist_dcgan"]["epochs"], runs["mnist_dcgan"]["decay_epochs"]) == (80, 40)
+    assert runs["mnist_dcgan"]["snapshot_epochs"] == list(range(2, 81, 2))  # mnist_cpu's snapshot_every: 2
+    assert runs["mnist_dcgan"]["model"] == "mnist_cond_dcgan" and runs["mnist_dcgan"]["weight_decay"] == 2.5e-5
+    assert runs["mnist_gan"]["epochs"] == 20
+
+
+def test_nested_command_line_number_says_to_use_a_config_file(paper):
+    """Snakemake's --config reads nested values with YAML's BaseLoader: every leaf is a string."""
+    from snakemake.cli import parse_config
+
+    update_config(paper, parse_config(['runs={"mnist_dcgan": {"epochs": 80}}']))
+    assert paper["runs"]["mnist_dcgan"]["epochs"] == "80"
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    assert ("config key 'runs.mnist_dcgan.epochs': '80' is a string, not an integer: Snakemake's --config reads a "
+            "nested value") in str(e.value)
+    assert "--configfile instead: runs: {mnist_dcgan: {epochs: 80}}" in str(e.value)
+
+
+def test_a_preset_run_defaults_value_reaches_every_run_without_its_own(paper):
+    update_config(paper, {"run_defaults": {"lr": 0.001}})  # as a preset's run_defaults: {lr: 0.001}
+    runs = validate_config(paper)["runs"]
+    assert {name: run["lr"] for name, run in runs.items()} == {
+        "lsun": 0.001, "faces": 0.001, "imagenet32": 0.001, "svhn": 0.0005, "mnist_dcgan": 0.001, "mnist_gan": 0.001}
+
+
+def test_run_defaults_needs_every_setting_and_a_run_its_dataset(paper):
+    del paper["run_defaults"]["lr"]
+    del paper["runs"]["faces"]["dataset"]
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    msg = str(e.value)
+    assert "config key 'run_defaults' is missing a required setting: 'lr'" in msg
+    assert "config key 'runs.faces' is missing a required setting: 'dataset'" in msg
+
+
+def test_run_defaults_errors_name_the_key(paper):
+    paper["run_defaults"]["lr"] = 0
+    paper["run_defaults"]["dataset"] = "mnist"  # a run's dataset is its own
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    msg = str(e.value)
+    assert "config key 'run_defaults.lr'" in msg and "'run_defaults.dataset'" in msg
+
+
+# --- overrides: what provenance records ---------------------------------------------------------------------
+
+
+def test_overrides_are_the_settings_in_force_that_differ_from_config_yaml(paper):
+    base = copy.deepcopy(paper)
+    assert overrides(validate_config(copy.deepcopy(base))) == {}
+    assert overrides(copy.deepcopy(base)) == {}  # the paper config itself: none (default base: config.yaml)
+    update_config(paper, _load("presets/mnist_cpu.yaml"))
+    update_config(paper, {"runs": {"mnist_dcgan": {"epochs": 80}, "lsun": {"epochs": 5}},  # lsun: 5 already
+                          "run_defaults": {"lr": 0.001}})
+    got = overrides(validate_config(paper), base)
+    assert got == {
+        "preset": "mnist_cpu", "device": "cpu", "precision": "auto",
+        "runs.mnist_dcgan.epochs": 80, "runs.mnist_dcgan.snapshot_every": 2,
+        "runs.mnist_gan.epochs": 20, "runs.mnist_gan.snapshot_every": 4,
+        **{f"runs.{r}.lr": 0.001 for r in ("lsun", "faces", "imagenet32", "mnist_dcgan", "mnist_gan")},
+        "mnist_eval.sample_counts.10M": 0, "mnist_eval.select_samples": 10000,
+    }
+    assert overrides(paper) == got  # config.yaml is the default base
+
+
+def test_overrides_flatten_nested_and_replaced_values(paper):
+    base = copy.deepcopy(paper)
+    paper["figures"]["exemplar_ids"] = {"A": [1], "B": [2], "C": [3]}  # null in config.yaml
+    paper["svm"]["c_grid"] = [1.0e-3]
+    assert overrides(paper, base) == {"figures.exemplar_ids.A": [1], "figures.exemplar_ids.B": [2],
+                                      "figures.exemplar_ids.C": [3], "svm.c_grid": [1.0e-3]}
+
+
 def test_every_config_setting_is_commented():
-    """Every key in config.yaml carries a comment; the per-run and per-dataset blocks repeat the keys of the
-    first block (runs.lsun, data.mnist), which is where they are documented."""
-    repeated = {"runs.faces", "runs.imagenet32", "runs.svhn", "runs.mnist_dcgan", "runs.mnist_gan",
-                "data.cifar10", "data.svhn"}
+    """Every key in config.yaml carries a comment; the per-dataset blocks repeat the keys of the first block
+    (data.mnist), which is where they are documented. Each run lists only what differs from run_defaults, each
+    line with its reason."""
+    repeated = {"data.cifar10", "data.svhn"}
     missing, stack = [], []
     for line in (REPO / "config.yaml").read_text().splitlines():
         m = re.match(r"^( *)([A-Za-z0-9_]+):", line)
@@ -93,8 +214,8 @@ def test_every_config_setting_is_commented():
             continue
         missing.append(path)
     # Section headers whose children are all commented need no comment of their own.
-    missing = [k for k in missing if k not in {"data", "runs", "data.mnist", "data.lsun", "data.imagenet",
-                                               "data.faces", "runs.lsun", "mnist_eval.sample_counts"}
+    missing = [k for k in missing if k not in {"data", "data.mnist", "data.lsun", "data.imagenet", "data.faces",
+                                               "mnist_eval.sample_counts", *(f"runs.{r}" for r in RUN_NAMES)}
                and not any(k == r for r in repeated)]
     assert not missing, f"config.yaml keys without a comment: {missing}"
 
@@ -164,11 +285,11 @@ def test_foreign_folder_where_a_dataset_goes_is_refused(paper, at):
         validate_config(paper)
     assert "data/mnist exists and was not made by this workflow" in str(e.value)
     (at / "data" / "mnist" / "my_notes.txt").unlink()  # an empty folder loses nothing
-    validate_config(paper)
+    validate_config(copy.deepcopy(paper))  # a valid config is expanded in place: validate a fresh copy each time
     io.write_dataset(at / "data" / "mnist", "train", np.zeros((3, 2, 2, 1), np.uint8))
     io.write_json(at / "data" / "mnist" / "meta.json", {"splits": {"train": 3}, "image_shape": [2, 2, 1],
                                                           "provenance": {}})
-    validate_config(paper)  # one of ours
+    validate_config(copy.deepcopy(paper))  # one of ours
 
 
 def test_damaged_ingested_dataset_fails_before_any_job(paper, at):
@@ -176,7 +297,7 @@ def test_damaged_ingested_dataset_fails_before_any_job(paper, at):
     io.write_dataset(d, "train", np.zeros((30, 28, 28, 1), np.uint8))
     io.write_json(d / "meta.json", {"splits": {"train": 30}, "image_shape": [28, 28, 1], "provenance": {}})
     paper["data"]["root"] = "data"
-    validate_config(paper)
+    validate_config(copy.deepcopy(paper))
     with open(d / "train_x.npy", "r+b") as f:
         f.truncate(1000)
     with pytest.raises(ConfigError) as e:

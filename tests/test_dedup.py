@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import runpy
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from snakemake.iocontainers import Namedlist  # snakemake >= 9.2x (was snakemake.io)
 
-from conftest import assert_close_f32, gamma_f32
+from conftest import assert_close_f32, fake_snakemake, gamma_f32, run_script
 from dcgan_repro import dedup, io
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,15 +242,6 @@ def make_lsun_raw(folder: Path, n_copies: int = 6) -> tuple[dict, np.ndarray]:
     return meta, x
 
 
-def fake_snakemake(rule: str, tmp: Path, *, input: dict, output: dict, params: dict) -> SimpleNamespace:
-    """What Snakemake's script: directive injects, enough for runtime.rule_context and our scripts."""
-    return SimpleNamespace(rule=rule, input=Namedlist(fromdict=input), output=Namedlist(fromdict=output),
-                           params=Namedlist(fromdict=params), log=Namedlist([str(tmp / f"logs/{rule}.log")]),
-                           threads=1, wildcards=Namedlist())
-
-
-def run_script(name: str, smk: SimpleNamespace) -> None:
-    runpy.run_path(str(REPO / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": smk})
 
 
 def test_rule_scripts_train_hash_and_gather_write_the_format(tmp_path):

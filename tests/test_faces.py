@@ -5,19 +5,17 @@ rules write the documented format, and the detector scores on composites with kn
 from __future__ import annotations
 
 import json
-import runpy
 from io import BytesIO
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
-from snakemake.iocontainers import Namedlist  # snakemake >= 9.2x (was snakemake.io)
 
-from dcgan_repro import faces, io
+from conftest import fake_snakemake, run_script
+from dcgan_repro import faces, images, io
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = dict(cascade="haarcascade_frontalface_default.xml", scale_factor=1.1, min_neighbors=5, min_size=64,
@@ -112,20 +110,20 @@ def test_bad_and_unusual_inputs_are_decoded_or_skipped_with_the_right_reason(tmp
               "notes.txt": "not_an_image", "garbage.jpg": "corrupt", "folder.jpg": "unreadable",
               "missing.jpg": "missing"}
     for name, reason in expect.items():
-        img, status = faces.read_image(tmp_path / name)
+        img, status = images.decode_image(tmp_path / name)
         assert (img, status) == (None, reason), name
         assert reason in faces.SKIP_REASONS
     for name, tol in {"cmyk.jpg": 6.0, "appended.jpg": 6.0, "gray.png": 0, "rgb16.png": 0, "rgba.png": 0, "image.tga": 0}.items():
-        img, status = faces.read_image(tmp_path / name)
+        img, status = images.decode_image(tmp_path / name)
         assert status == "ok" and img.dtype == np.uint8 and img.shape == (128, 128, 3), name
         want = np.repeat(gray[..., None], 3, 2) if name == "gray.png" else rgb
         assert np.abs(img.astype(int) - want).mean() <= tol, name
     # Pillow-only modes reach 8-bit RGB too: 16-bit grayscale (I;16) and 32-bit integer (I)
     g16 = Image.fromarray((gray.astype(np.uint16) * 257))
-    np.testing.assert_array_equal(faces._pil_to_rgb(g16), np.repeat(gray[..., None], 3, 2))
-    np.testing.assert_array_equal(faces._pil_to_rgb(g16.convert("I")), np.repeat(gray[..., None], 3, 2))
-    monkeypatch.setattr(faces, "MAX_PIXELS", 100 * 100)
-    assert faces.read_image(tmp_path / "gray.png") == (None, "too_large")
+    np.testing.assert_array_equal(images._pil_to_rgb(g16), np.repeat(gray[..., None], 3, 2))
+    np.testing.assert_array_equal(images._pil_to_rgb(g16.convert("I")), np.repeat(gray[..., None], 3, 2))
+    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)
+    assert images.decode_image(tmp_path / "gray.png") == (None, "too_large")
 
 
 # --- rules -----------------------------------------------------------------------------------------------
@@ -147,14 +145,6 @@ def make_faces_raw(folder: Path, astronaut: np.ndarray) -> list[str]:
     return manifest
 
 
-def fake_snakemake(rule: str, tmp: Path, *, input: dict, output: dict, params: dict) -> SimpleNamespace:
-    return SimpleNamespace(rule=rule, input=Namedlist(fromdict=input), output=Namedlist(fromdict=output),
-                           params=Namedlist(fromdict=params), log=Namedlist([str(tmp / f"logs/{rule}.log")]),
-                           threads=1, wildcards=Namedlist())
-
-
-def run_script(name: str, smk: SimpleNamespace) -> None:
-    runpy.run_path(str(REPO / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": smk})
 
 
 def test_rule_scripts_detect_shards_and_gather_write_the_format(tmp_path, astronaut):

@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from conftest import assert_close_f32
-from dcgan_repro import features, io
+from dcgan_repro import config, features, io
 
 REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -220,10 +220,10 @@ def test_load_features_refuses_mismatch(tmp_path):
 
 @pytest.mark.parametrize("run, ndf, dim", [("imagenet32", 128, 28672), ("svhn", 64, 7168)])
 def test_paper_feature_dimensions_with_real_models(run, ndf, dim, tmp_path):
-    """REFERENCE.md Sec. 4: (128+128+256+256+512+512) x 16 = 28,672 and (64+128+256) x 16 = 7,168."""
+    """docs/REFERENCE.md Sec. 4: (128+128+256+256+512+512) x 16 = 28,672 and (64+128+256) x 16 = 7,168."""
     from dcgan_repro import models
 
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())["runs"][run]
+    cfg = config.expand_runs(yaml.safe_load((REPO / "config.yaml").read_text()))["runs"][run]  # run_defaults merged
     assert cfg["ndf"] == ndf
     torch.manual_seed(0)
     _, netD = models.build_models(cfg)

@@ -331,36 +331,3 @@ def test_released_arrays_map_one_to_one_onto_our_parameters(shared_data, folder,
         assert max(arrays) <= len(params) and len(arrays) >= 7
         for i, a in arrays.items():
             assert _theano_to_torch(a, params[i - 1]) == tuple(params[i - 1].shape), (prefix, i)
-
-
-@pytest.mark.parametrize("n,batch", [(512, 128), (200, 32), (37, 64)])
-def test_cond_dcgan_sampler_is_the_module_forward(n, batch):
-    """CondDCGANSampler (y maps folded into per-class bias maps, deconv2 as matmul + col2im, BN per batch of
-    several batches at once) computes netG(z, y) batch by batch, up to float rounding."""
-    torch.manual_seed(0)
-    netG, _ = build(model="mnist_cond_dcgan", ngf=16, ndf=16)
-    with torch.no_grad():  # weights and inputs far from zero, so a wrong bias map or BN group shows
-        for p in netG.parameters():
-            p.normal_(0.0, 0.2)
-    sampler = M.CondDCGANSampler(netG)
-    sizes = M._chunk_sizes(n, batch)
-    z = M.sample_z(n, 100, "uniform")
-    y = torch.randint(0, 10, (n,))
-    with torch.no_grad():
-        ref, out, s = [], [], 0
-        for size in sizes:
-            ref.append(netG(z[s:s + size], y[s:s + size]))
-            out.append(sampler(z[s:s + size], y[s:s + size], size))
-            s += size
-        ref, out = torch.cat(ref), torch.cat(out)
-        assert ref.std() > 0.1                                         # not saturated: the check has teeth
-        assert (out - ref).abs().max() < 1e-5
-        if len(set(sizes)) == 1 and len(sizes) > 1:                   # several BN batches in one call
-            assert (sampler(z, y, sizes[0]) - ref).abs().max() < 1e-5
-            assert (sampler(z, y, n) - ref).abs().max() > 1e-3        # one batch of all: other statistics
-    labels = y.numpy()
-    plain = M.generate(netG, n, z_dist="uniform", seed=4, labels=labels, batch_size=batch)
-    fast = M.generate(netG, n, z_dist="uniform", seed=4, labels=labels, batch_size=batch, fast=True)
-    assert np.abs(plain.astype(int) - fast).max() <= 1 and (plain != fast).mean() < 1e-3
-    with pytest.raises(TypeError, match="CondDCGANGenerator"):
-        M.CondDCGANSampler(build(model="svhn32", ngf=8, ndf=8)[0])

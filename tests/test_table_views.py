@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import html
-import json
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import write_json_file as write
 from dcgan_repro import tables
 
 STAND_IN = "crops of 10_photos & more standing in for CIFAR-10"
 
-
-def write(path: Path, obj) -> Path:
-    path.write_text(json.dumps(obj))
-    return path
 
 
 @pytest.fixture()

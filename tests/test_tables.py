@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import write_json_file as write
 from dcgan_repro import paper, tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,11 +21,6 @@ def prov(seed=42, preset="demo", wall=3.5):
     return {"code_version": "abc123", "seed": seed, "config": {"common": {"preset": preset}}, "inputs": {},
             "wall_time_s": wall}
 
-
-def write(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
-    return path
 
 
 def svm_result(protocol, acc, ci, lpc, draws, stand_in=None):

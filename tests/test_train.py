@@ -158,6 +158,16 @@ def test_finished_run_retrains_and_changed_config_is_not_resumed(tmp_path):
     assert third["resumed_from_step"] is None
 
 
+def test_a_changed_snapshot_schedule_still_resumes(tmp_path):
+    """snapshot_every (and the snapshot_epochs config.py derives from it) choose which generators are kept, not the
+    trajectory: changing it between a stop and a resume resumes, and the new schedule's snapshots are written."""
+    data = make_data(tmp_path, "svhn32")
+    fit(tmp_path, "s", make_run(snapshot_every=0, snapshot_epochs=[3], max_steps=3), data, ckpt="ck")
+    again, out = fit(tmp_path, "s", make_run(snapshot_every=1, snapshot_epochs=[1, 2, 3]), data, ckpt="ck")
+    assert again["resumed_from_step"] == 3
+    assert sorted(again["snapshots"]) == ["1", "2", "3"] and (out / "epoch002.pt").exists()
+
+
 # --- corrupt resumable checkpoints (a node crash or a full disk mid-write must not block training forever) ----
 
 
@@ -388,6 +398,24 @@ def test_lr_schedule_matches_the_authors_decrement():
     assert train.lr_at(make_run(lr=1e-3, decay_epochs=0), 2) == 1e-3
 
 
+def test_config_yaml_mnist_run_gets_the_authors_schedule():
+    """config.yaml's mnist_dcgan (run_defaults + its own decay_fraction 0.5, expanded as the Snakefile does) trains
+    200 epochs, the last 100 decaying, step for step as the code's decrement."""
+    import yaml
+
+    from dcgan_repro import config
+
+    paper = yaml.safe_load(config.CONFIG_PATH.read_text())
+    run = config.expand_runs(paper)["runs"]["mnist_dcgan"]
+    lr0, lr, seen = run["lr"], run["lr"], []
+    for epoch in range(1, 201):
+        seen.append(lr)
+        if epoch > 100:
+            lr -= lr0 / 100
+    assert (run["epochs"], run["decay_epochs"]) == (200, 100)
+    np.testing.assert_allclose([train.lr_at(run, e) for e in range(200)], seen, rtol=1e-9, atol=1e-15)
+
+
 def test_adam_gets_l2_before_the_update_not_adamw(tmp_path, monkeypatch):
     made = []
     real_adam = torch.optim.Adam
@@ -468,7 +496,7 @@ def test_bf16_channels_last_runs(tmp_path, monkeypatch):
 
 def test_mnist_holdout_keeps_the_validation_split_out_of_training(tmp_path):
     """Table 3 model selection scores the last 10k of the seed-42 shuffle: training must never see them."""
-    from dcgan_repro.nn_eval import validation_split
+    from dcgan_repro.splits import validation_split
 
     run = make_run("mnist_cond_dcgan")
     data = make_data(tmp_path, "mnist_cond_dcgan", n=50)

@@ -163,6 +163,14 @@ def test_tiny_config_runs_the_real_snakefile_end_to_end(tiny_run):
         if isinstance(rec, dict) and f.parent.name in {"svm", "mnist"}:
             prov = rec["provenance"]
             assert {"code_version", "seed", "config", "inputs", "wall_time_s"} <= set(prov), f
+            # ... and the settings in force that differ from config.yaml: the demo preset and tests/tiny.yaml
+            assert prov["overrides"]["preset"] == "demo" and prov["overrides"]["device"] == "cpu", f
+            assert prov["overrides"]["runs.mnist_dcgan.epochs"] == 1, f
+    train_prov = json.loads((tmp_path / "results" / "models" / "mnist_gan" / "train_summary.json").read_text())
+    over = train_prov["provenance"]["overrides"]
+    assert over["runs.mnist_gan.decay_fraction"] == 0.25 and over["runs.lsun.ngf"] == 8  # run_defaults reached lsun
+    assert over["runs.lsun.epochs"] == 2 and "runs.lsun.snapshot_epochs" not in over  # derived keys left out
+    assert not any(k.startswith("run_defaults.") for k in over)
 
 
 def test_the_pinned_snakemake_never_runs_more_cores_than_given(tmp_path):

@@ -1,4 +1,4 @@
-# Stage: figures 2-11 (dcgan_repro.plots). Each writes PNG + PDF; captions name dataset, model, preset, epoch.
+# Stage: figures 2-11 (dcgan_repro.figures). Each writes PNG + PDF; captions name dataset, model, preset, epoch.
 
 
 rule sample_sheet:

@@ -1,4 +1,4 @@
-# Stage: MNIST 1-nearest-neighbour evaluation (Sec. 5.3, Table 3; dcgan_repro.nn_eval).
+# Stage: MNIST 1-nearest-neighbour evaluation (Sec. 5.3, Table 3; dcgan_repro.mnist_eval).
 
 
 rule select_epoch_mnist:

@@ -1,8 +1,9 @@
 """Rule fig04_interpolation: Fig. 4, interpolation between random points in Z (run figures.interp_run; paper: LSUN)."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import runtime
+from dcgan_repro.figures import interpolation
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-plots.fig04_interpolation(
+interpolation.fig04_interpolation(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821

@@ -1,8 +1,9 @@
 """Rule fig05_guided_backprop: Fig. 5, guided backpropagation of D's last conv features, trained vs random D (LSUN)."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import runtime
+from dcgan_repro.figures import guided_backprop
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-plots.fig05_guided_backprop(
+guided_backprop.fig05_guided_backprop(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821

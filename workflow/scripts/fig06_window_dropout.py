@@ -1,8 +1,9 @@
 """Rule fig06_window_dropout: Fig. 6, samples with and without the 'window' feature maps of G (LSUN) + stats JSON."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import runtime
+from dcgan_repro.figures import window_dropout
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-plots.fig06_window_dropout(
+window_dropout.fig06_window_dropout(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821

@@ -1,8 +1,9 @@
 """Rule fig07_vector_arithmetic: Fig. 7, vector arithmetic on face samples."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import runtime
+from dcgan_repro.figures import arithmetic
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-plots.fig07_vector_arithmetic(
+arithmetic.fig07_vector_arithmetic(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821

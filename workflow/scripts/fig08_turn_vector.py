@@ -1,8 +1,9 @@
 """Rule fig08_turn_vector: Fig. 8, a 'turn' vector added to random faces."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import runtime
+from dcgan_repro.figures import arithmetic
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-plots.fig08_turn_vector(
+arithmetic.fig08_turn_vector(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821

@@ -1,9 +1,10 @@
 """Rule ingest: one dataset folder in the common .npy format (docs/CONTRACTS.md, "Datasets")."""
 
-from dcgan_repro import data, runtime
+from dcgan_repro import runtime
+from dcgan_repro.data import ingest
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake's script: directive)
-meta = data.ingest(
+meta = ingest.ingest(
     snakemake.wildcards.dataset,  # noqa: F821
     dict(snakemake.params.data),  # noqa: F821 (config.yaml data.<name>)
     snakemake.output[0],  # noqa: F821

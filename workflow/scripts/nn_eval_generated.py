@@ -1,9 +1,10 @@
-"""Rule nn_eval_generated: exact 1-NN fitted on generated MNIST samples (Table 3 @50K / @10M; dcgan_repro.nn_eval)."""
+"""Rule nn_eval_generated: exact 1-NN fitted on generated MNIST samples (Table 3 @50K / @10M; mnist_eval.protocol)."""
 
-from dcgan_repro import nn_eval, runtime
+from dcgan_repro import runtime
+from dcgan_repro.mnist_eval import protocol
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-nn_eval.evaluate_generated(
+protocol.evaluate_generated(
     model_path=snakemake.input.model,  # noqa: F821
     data_dir=snakemake.input.data,  # noqa: F821
     n_samples=snakemake.params.n_samples,  # noqa: F821

@@ -1,8 +1,9 @@
 """Rule sample_sheet: Figs. 2, 3, 10, 11, a grid of samples from a run's generator (snapshot epoch or final)."""
-from dcgan_repro import plots, runtime
+from dcgan_repro import runtime
+from dcgan_repro.figures import sample_sheets
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-plots.sample_sheet(
+sample_sheets.sample_sheet(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821

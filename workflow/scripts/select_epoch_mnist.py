@@ -1,9 +1,10 @@
-"""Rule select_epoch_mnist: choose the reported epoch on the validation split (Table 3; dcgan_repro.nn_eval)."""
+"""Rule select_epoch_mnist: choose the reported epoch on the validation split (Table 3; mnist_eval.protocol)."""
 
-from dcgan_repro import nn_eval, runtime
+from dcgan_repro import runtime
+from dcgan_repro.mnist_eval import protocol
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-nn_eval.select_epoch(
+protocol.select_epoch(
     model_path=snakemake.input.model,  # noqa: F821
     summary_path=snakemake.input.summary,  # noqa: F821
     data_dir=snakemake.input.data,  # noqa: F821

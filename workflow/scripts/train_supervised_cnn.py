@@ -1,9 +1,11 @@
-"""Rule train_supervised_cnn: Table 2 baseline, the SVHN D architecture trained on the labelled draw (svm)."""
+"""Rule train_supervised_cnn: Table 2 baseline, the SVHN D architecture trained on the SVM's labelled draw
+(dcgan_repro.svm.supervised_cnn)."""
 
-from dcgan_repro import runtime, svm
+from dcgan_repro import runtime
+from dcgan_repro.svm import supervised_cnn
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-svm.train_supervised_cnn(
+supervised_cnn.train_supervised_cnn(
     data_dir=snakemake.input[0],  # noqa: F821
     out_path=snakemake.output[0],  # noqa: F821
     cnn_cfg=snakemake.params.cnn,  # noqa: F821

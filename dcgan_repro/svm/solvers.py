@@ -1,75 +1,43 @@
-"""L2-SVM protocols on discriminator features (Tables 1 and 2) and the supervised CNN baseline (Table 2).
+"""L2-SVM solvers: LinearSVC's objective on discriminator features (Tables 1 and 2), fitted without copying X.
 
 The classifier is the authors' (``svhn/svhn_semisup_analysis.py``, Newmu/dcgan_code ee12b2d):
 ``sklearn.svm.LinearSVC(C=c)`` with defaults, i.e. one-vs-rest squared hinge ("L2-SVM"), L2 penalty, an
 intercept, no feature scaling. :func:`fit_l2svm` is the one place the solver lives (swap it for a GPU solver
-with the same ``(W, b)`` result); everything else scores linear models ``argmax(X W^T + b)`` by streaming
-feature rows from memory maps, one pass over a split for many models at once.
+with the same ``(W, b)`` result); the protocols (:mod:`dcgan_repro.svm.protocols`) score what it returns.
 
-Protocols (rule ``fit_svm``, wildcard ``protocol``; REFERENCE.md Sec. 4):
+Solvers (config ``svm.solver``, :data:`SOLVERS`, :func:`resolve_solver`), all for the same objective:
 
-* ``svm_svhn_1000`` (Table 2): SVHN train shuffled with ``svm.seed``; the first ``validation_size`` images are
-  the validation set, the rest the labelled pool. C is chosen from ``c_grid`` by the mean validation error over
-  ``selection_draws`` random draws of ``svhn_labels_per_class`` labels per class; then ``final_draws`` fresh
-  draws with that C are scored on the test set: mean error and 1.96 x std (numpy std, ddof 0, as the code).
-  The code drew new labels for every C; here every C sees the same selection draws (a paired comparison, so
-  the choice of C is less noisy); the final draws are fresh.
-* ``svm_cifar10_400pc`` (Table 1, "400 per class"): the same on CIFAR-10 with ``cifar10_labels_per_class``.
-* ``svm_cifar10_all`` (Table 1, "accuracy"): C chosen by fitting on the pool (train minus validation) and
-  scoring the validation set; then one fit with that C on *all* training images, validation included (the
-  paper's 82.8% uses all 50,000 training images), and one test score (``test_error_ci95_pct`` is null).
+* ``dual_cd``: liblinear's dual coordinate descent (LinearSVC(dual=True)) on the Gram matrix of the rows, or
+  streaming X when it does not fit: :mod:`dcgan_repro.svm.dual_cd` (:func:`~dcgan_repro.svm.dual_cd.fit_dual_cd`).
+* ``torch``: liblinear's primal Newton-CG, all one-vs-rest problems together on the configured device
+  (:class:`_SquaredHingeOvR`; :func:`_newton_ls` with subspace or line-search steps, :func:`_tron`).
+* ``liblinear``: ``sklearn.svm.LinearSVC`` itself, the reference (:func:`_fit_liblinear`).
+* ``auto``: ``dual_cd`` while its Gram matrix fits :data:`dual_cd.GRAM_MAX_BYTES`, else ``torch``.
 
-The test set is read once, after C is fixed.
+:func:`l2svm_objective` evaluates LinearSVC's primal objective (the parity check of tests and
+benchmarks/bench_svm.py); :func:`predict` gives a model's class predictions.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
-from threadpoolctl import threadpool_limits
-from torch import nn
 
-from dcgan_repro import features, io, models, runtime
+from dcgan_repro import runtime
+from dcgan_repro.svm import dual_cd
 
 log = logging.getLogger(__name__)
 
 SCORE_BLOCK_ROWS = 2048  # feature rows per streamed block when scoring (2048 x 28,672 float32 = 235 MB)
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """One registered evaluation protocol (its name is the rule wildcard and the result file name)."""
-
-    name: str
-    dataset: str  # labelled dataset the features describe
-    features_run: str  # the training run whose D gives the features (common.smk FEATURE_SETS)
-    labels_key: str | None  # svm config key with labels per class; None = all training labels
-    paper: str  # what it reproduces
-
-
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
-    Protocol("svm_svhn_1000", "svhn", "svhn", "svhn_labels_per_class", "Table 2: SVHN, 1000 labels"),
-    Protocol("svm_cifar10_400pc", "cifar10", "imagenet32", "cifar10_labels_per_class",
-             "Table 1: CIFAR-10, 400 labels per class"),
-    Protocol("svm_cifar10_all", "cifar10", "imagenet32", None, "Table 1: CIFAR-10, all training labels"),
-    # Table 1's "1 Layer K-means" row, measured: the same protocols on K-means features (dcgan_repro.kmeans)
-    Protocol("svm_cifar10_kmeans_400pc", "cifar10", "kmeans", "cifar10_labels_per_class",
-             "Table 1: 1 Layer K-means baseline, CIFAR-10, 400 labels per class"),
-    Protocol("svm_cifar10_kmeans_all", "cifar10", "kmeans", None,
-             "Table 1: 1 Layer K-means baseline, CIFAR-10, all training labels"),
-]}
 
 LinearModel = tuple[np.ndarray, np.ndarray]  # (W (K, F) float32, b (K,) float32); predict argmax(X W^T + b)
 
@@ -495,168 +463,12 @@ def _newton_ls(obj: _SquaredHingeOvR, W: torch.Tensor, tol_k: torch.Tensor, max_
             "grad_ratio": (gnorm / g0).view(-1), "tol": tol_k.view(-1), "converged": converged.view(-1)}
 
 
-# --- the dual solver (small and medium N) ------------------------------------------------------------
-#
-# The label-draw protocols fit 1,000-4,000 rows of 7,168-28,672 features ~170 times each (10 selection draws x
-# 7 values of C + 100 final draws). There the primal problem is badly conditioned (non-negative, strongly
-# correlated features): measured on the benchmark's features at 2,000 x 28,672, C = 1e-3, 1 thread, liblinear's
-# own primal TRON (LinearSVC(dual=False)) took 248 s and 102 Newton iterations, our TRON 343 s, while
-# liblinear's dual coordinate descent (LinearSVC(dual=True), what the authors' 2015 scikit-learn ran) took
-# 36 s. :func:`_dual_cd` is that algorithm on the N x N Gram matrix, computed once per draw and shared by every
-# C: each coordinate step then costs O(N K) instead of O(F K).
-
-GRAM_MAX_BYTES = 2 << 30  # largest float64 Gram matrix solver "auto" builds (N <= 16,384 rows)
-_DUAL_BLOCK = 64  # rows per block: sequential steps inside, one (N, b) x (b, K) product to apply them
-
-
-def gram_matrix(X: np.ndarray, device: torch.device | str = "cpu", block_bytes: int = 256 << 20) -> np.ndarray:
-    """Q = X_aug X_aug^T (N, N) float64 for the rows of X plus a constant feature 1 (the regularised intercept,
-    liblinear's bias = 1), from float32 products on ``device`` in row blocks (X: array, memmap or row view)."""
-    N, F = X.shape
-    Q = np.empty((N, N))
-    rows = max(1, block_bytes // (4 * max(F, 1)))
-    device = torch.device(device)
-    for i in range(0, N, rows):
-        xi = torch.from_numpy(np.array(X[i:i + rows], np.float32)).to(device)  # (b_i, F), a writable copy
-        for j in range(0, i + 1, rows):
-            xj = xi if j == i else torch.from_numpy(np.array(X[j:j + rows], np.float32)).to(device)
-            q = (xi @ xj.T).double().cpu().numpy() + 1.0  # (b_i, b_j)
-            Q[i:i + len(xi), j:j + len(xj)] = q
-            Q[j:j + len(xj), i:i + len(xi)] = q.T
-    return Q
-
-
-class _GramRows:
-    """Row access of :func:`_dual_cd` through the Gram matrix Q (N, N) of the augmented rows: V = Q (A * Y)
-    (N, K) holds x_i . w_k for every row, each step costs O(N K) (no feature is read)."""
-
-    def __init__(self, Q: np.ndarray, K: int):
-        self.Q, self.V = Q, np.zeros((len(Q), K))
-        self.sqnorm = np.diag(Q).copy()  # (N,) ||x_aug_i||^2
-
-    def start(self, AY: np.ndarray) -> None:
-        self.V = self.Q @ AY  # (N, K)
-
-    def block(self, blk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.Qb = self.Q[blk]  # (b, N)
-        return self.V[blk], self.Qb[:, blk]  # (b, K) x_i . w_k now, (b, b) Gram of the block
-
-    def apply(self, U: np.ndarray) -> None:
-        self.V += self.Qb.T @ U  # (N, b) x (b, K): every row's x . w after the block's steps
-
-
-class _StreamRows:
-    """Row access of :func:`_dual_cd` through the primal weights: W (K, F+1) = sum_i a_ik y_ik x_aug_i is kept
-    (float64, with a float32 copy for the products) and each block's rows are read from X (a memmap or array,
-    never copied whole): O(b F (K + b)) per block, memory O(F K) -- for N too large for a Gram matrix."""
-
-    def __init__(self, X: np.ndarray, K: int, block_bytes: int = 256 << 20):
-        self.X = X
-        N, F = X.shape
-        self.W = np.zeros((K, F + 1))  # (K, F+1) float64; last column: intercept
-        self.Wt = np.zeros((F, K), np.float32)  # (F, K) float32 copy of W[:, :F].T
-        self.sqnorm = np.empty(N)
-        rows = max(1, block_bytes // (4 * max(F, 1)))
-        for s in range(0, N, rows):
-            xc = np.asarray(X[s:s + rows], np.float32)
-            self.sqnorm[s:s + len(xc)] = np.einsum("ij,ij->i", xc, xc, dtype=np.float64) + 1.0
-
-    def start(self, AY: np.ndarray) -> None:
-        coef, icpt = _primal_from_dual(self.X, AY)
-        self.W[:, :-1], self.W[:, -1] = coef, icpt
-        self.Wt[:] = coef.T
-
-    def block(self, blk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        srt = np.argsort(blk)
-        xb = np.empty((len(blk), self.X.shape[1]), np.float32)  # (b, F) in blk's order
-        xb[srt] = np.asarray(self.X[blk[srt]], np.float32)  # rows read in file order
-        self.xb = xb
-        return ((xb @ self.Wt).astype(np.float64) + self.W[:, -1],  # (b, K)
-                (xb @ xb.T).astype(np.float64) + 1.0)  # (b, b)
-
-    def apply(self, U: np.ndarray) -> None:
-        self.W[:, :-1] += (U.T.astype(np.float32) @ self.xb).astype(np.float64)  # (K, F)
-        self.W[:, -1] += U.sum(0)
-        self.Wt[:] = self.W[:, :-1].T
-
-
-def _dual_cd(rows: _GramRows | _StreamRows, Y: np.ndarray, C: float, tol: float, max_iter: int, seed: int,
-             block: int = _DUAL_BLOCK, start: np.ndarray | None = None) -> dict[str, Any]:
-    """liblinear's dual coordinate descent for the L2-loss SVM (``solve_l2r_l1l2_svc``, Hsieh et al. 2008), the
-    K one-vs-rest problems at once; ``rows`` gives x_i . w_k and the Gram matrix of each block (:class:`_GramRows`
-    or :class:`_StreamRows`: the same steps, in the same order); ``Y`` (N, K) +-1.
-
-    Dual of class k: min 0.5 a^T (Y_k Q Y_k + I / (2C)) a - sum(a), a >= 0; w_k = sum_i a_ik y_ik x_i. Every
-    epoch visits the rows in a fresh random order (seeded) and sets each a_ik to its exact coordinate minimum;
-    rows are taken ``block`` at a time, sequentially inside a block (the block's Gram sub-matrix carries the
-    earlier steps), so the result is that of one-row-at-a-time coordinate descent. A class stops when its
-    projected gradients span at most ``tol`` (liblinear's rule with LinearSVC's tol; no shrinking, so every
-    variable is checked every epoch). ``start`` (N, K) >= 0: dual variables to start from (a warm start: any
-    a >= 0 is feasible, e.g. the solution for a smaller C). Returns the dual variables, epochs, the last gaps
-    and convergence.
-    """
-    # Every product inside is tiny ((N, 64) x (64, K) per block) and runs between sequential steps: BLAS threads
-    # only add wake-up and synchronisation costs there. 10 epochs at 4,000 rows with the other core busy (as when
-    # Snakemake runs other jobs): 4.33 s with NumPy's OpenBLAS on its default 2 threads, 1.2-1.5 s on 1; on an
-    # idle machine no difference (0.5-0.7 s either way).
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _dual_cd_steps(rows, Y, C, tol, max_iter, seed, block, start)
-
-
-def _dual_cd_steps(rows: _GramRows | _StreamRows, Y: np.ndarray, C: float, tol: float, max_iter: int, seed: int,
-                   block: int, start: np.ndarray | None) -> dict[str, Any]:
-    N, K = Y.shape
-    Dii = 0.5 / C
-    invq = 1.0 / (rows.sqnorm + Dii)  # (N,)
-    A = np.zeros((N, K))  # (N, K) dual variables
-    if start is not None:
-        A[:] = np.maximum(start, 0.0)
-        rows.start(A * Y)
-    live = np.ones(K)  # (K,) 1 while class k runs
-    rng = np.random.default_rng(seed)
-    gap = np.full(K, np.inf)
-    epoch = 0
-    while epoch < max_iter and live.any():
-        epoch += 1
-        order = rng.permutation(N)
-        PGmax, PGmin = np.full(K, -np.inf), np.full(K, np.inf)
-        for b0 in range(0, N, block):
-            blk = order[b0:b0 + block]
-            Vb, Qbb = rows.block(blk)  # (b, K) x . w at the block's start, (b, b)
-            Yb, A0, iq = Y[blk], A[blk], invq[blk]
-            c = A0 * Dii - 1.0  # (b, K)
-            Ab, U, G = A0.copy(), np.zeros((len(blk), K)), np.empty((len(blk), K))
-            for j in range(len(blk)):
-                G[j] = Yb[j] * (Vb[j] + Qbb[j, :j] @ U[:j]) + c[j]  # (K,) gradient of a_jk
-                step = (np.maximum(Ab[j] - G[j] * iq[j], 0.0) - Ab[j]) * live  # (K,) exact coordinate step
-                Ab[j] += step
-                U[j] = step * Yb[j]
-            A[blk] = Ab
-            rows.apply(U)
-            PG = np.where(A0 > 0, G, np.minimum(G, 0.0))  # (b, K) projected gradients (liblinear: before the step)
-            PGmax, PGmin = np.maximum(PGmax, PG.max(0)), np.minimum(PGmin, PG.min(0))
-        gap = np.where(live > 0, PGmax - PGmin, gap)
-        live[gap <= tol] = 0.0
-        log.debug("dual CD epoch %d: largest projected-gradient gap %.2e, %d/%d classes done", epoch,
-                  float(gap.max()), int(K - live.sum()), K)
-    return {"A": A, "epochs": epoch, "gap": gap, "converged": bool((gap <= tol).all())}
-
-
-def _primal_from_dual(X: np.ndarray, AY: np.ndarray, block_bytes: int = 256 << 20) -> tuple[np.ndarray, ...]:
-    """w_k = sum_i a_ik y_ik x_i and b_k = sum_i a_ik y_ik (augmented feature 1), one streamed pass over X."""
-    K, F = AY.shape[1], X.shape[1]
-    coef, rows = np.zeros((K, F)), max(1, block_bytes // (4 * max(F, 1)))
-    for s in range(0, len(AY), rows):
-        coef += (AY[s:s + rows].T.astype(np.float32) @ np.asarray(X[s:s + rows], np.float32)).astype(np.float64)
-    return coef, AY.sum(0)
-
-
 def resolve_solver(solver: str, n_rows: int) -> str:
-    """``auto``: the dual solver when the Gram matrix of ``n_rows`` fits ``GRAM_MAX_BYTES``, else Newton-CG."""
+    """``auto``: the dual solver when the Gram matrix of ``n_rows`` fits ``dual_cd.GRAM_MAX_BYTES``, else Newton-CG."""
     if solver not in SOLVERS:
         raise ValueError(f"svm.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if solver == "auto":
-        return "dual_cd" if n_rows * n_rows * 8 <= GRAM_MAX_BYTES else "torch"
+        return "dual_cd" if n_rows * n_rows * 8 <= dual_cd.GRAM_MAX_BYTES else "torch"
     return solver
 
 
@@ -672,11 +484,11 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     labels in [0, n_classes). Returns ``(W, b)`` with one row per class (W (n_classes, F) float32, b (n_classes,));
     a class absent from ``y`` gets W = 0, b = -inf (never predicted).
 
-    ``solver="dual_cd"``: :func:`_dual_cd` on the Gram matrix ``gram`` of X's rows (:func:`gram_matrix`; computed
-    here when not given and it fits ``GRAM_MAX_BYTES``, so a C grid can share one; otherwise the streaming form,
-    which keeps w and reads X), LinearSVC(dual=True)'s algorithm and stopping rule (``tol``, ``max_iter``
-    epochs); memory O(N^2) with the Gram matrix. ``solver="auto"``: dual_cd while its Gram matrix fits
-    ``GRAM_MAX_BYTES``, else torch.
+    ``solver="dual_cd"``: :func:`dual_cd.fit_dual_cd` on the Gram matrix ``gram`` of X's rows
+    (:func:`dual_cd.gram_matrix`; computed when not given and it fits ``dual_cd.GRAM_MAX_BYTES``, so a C grid
+    can share one; otherwise the streaming form, which keeps w and reads X), LinearSVC(dual=True)'s algorithm and
+    stopping rule (``tol``, ``max_iter`` epochs); memory O(N^2) with the Gram matrix. ``solver="auto"``: dual_cd
+    while its Gram matrix fits ``dual_cd.GRAM_MAX_BYTES``, else torch.
     ``dual_start``: dual variables (N, present classes) to start from, e.g. ``info["dual"]`` of the fit for a
     smaller C on the same rows (warm start along a C grid).
     ``solver="torch"``: Newton-CG as liblinear's primal solver, all classes together, on ``device``;
@@ -713,20 +525,8 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     if solver == "liblinear":
         coef, icpt = _fit_liblinear(X, y, C, max_iter, seed)
     elif solver == "dual_cd":
-        if gram is None and len(X) ** 2 * 8 <= GRAM_MAX_BYTES:
-            gram = gram_matrix(X, device)
-        if gram is not None and gram.shape != (len(X), len(X)):
-            raise ValueError(f"gram has shape {gram.shape}, expected ({len(X)}, {len(X)}) for X's rows")
-        Y = np.where(y[:, None] == classes[None, :], 1.0, -1.0)  # (N, K)
-        rows = _GramRows(gram, len(classes)) if gram is not None else _StreamRows(X, len(classes))
-        if dual_start is not None and dual_start.shape != Y.shape:
-            raise ValueError(f"dual_start has shape {dual_start.shape}, expected {Y.shape} (rows x present classes)")
-        res = _dual_cd(rows, Y, C, tol, max_iter, seed, start=dual_start)
-        coef, icpt = _primal_from_dual(X, res["A"] * Y)  # w from the dual variables (also ends W's drift)
-        if not res["converged"]:
-            log.warning("L2-SVM dual CD (C=%g, N=%d, F=%d) stopped after svm.max_iter = %d epochs before its "
-                        "stopping rule (projected-gradient gap %.2e > tol %g)", C, *X.shape, max_iter,
-                        float(res["gap"].max()), tol)
+        coef, icpt, res = dual_cd.fit_dual_cd(X, y, classes, C, tol=tol, max_iter=max_iter, seed=seed, device=device,
+                                              gram=gram, dual_start=dual_start)
         if info is not None:
             info.update(iterations=res["epochs"], converged=res["converged"], dual=res["A"])
     else:
@@ -817,397 +617,3 @@ def predict(X: np.ndarray, model: LinearModel) -> np.ndarray:
     """Class predictions argmax(X W^T + b) for an in-memory (N, F) block."""
     W, b = model
     return np.argmax(X @ W.T + b, axis=1)  # (N, K) -> (N,)
-
-
-def error_pct(X: np.ndarray, y: np.ndarray, models: Sequence[LinearModel],
-              block_rows: int = SCORE_BLOCK_ROWS) -> np.ndarray:
-    """Error (%) of each linear model on (X, y), in one streamed pass over the rows of X (a memmap is fine)."""
-    W = np.concatenate([m[0] for m in models])  # (M*K, F)
-    b = np.concatenate([m[1] for m in models])  # (M*K,)
-    n_models, n_classes = len(models), len(models[0][1])
-    wrong = np.zeros(n_models, np.int64)
-    for start in range(0, len(X), block_rows):
-        xb = np.asarray(X[start:start + block_rows], np.float32)  # (B, F)
-        scores = (xb @ W.T + b).reshape(len(xb), n_models, n_classes)  # (B, M, K)
-        wrong += (scores.argmax(2) != np.asarray(y[start:start + block_rows])[:, None]).sum(0)  # (M,)
-    return 100.0 * wrong / len(X)
-
-
-# --- splits and label draws -------------------------------------------------------------------------
-
-
-def split_train_validation(n_train: int, validation_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffle the training indices with ``seed``; first ``validation_size`` = validation, rest = labelled pool.
-
-    Returns (validation indices sorted, pool indices sorted) (SVHN code: seed-42 shuffle, first 10,000).
-    """
-    if not 0 < validation_size < n_train:
-        raise ValueError(f"svm.validation_size = {validation_size} must be between 1 and the number of training "
-                         f"images minus one ({n_train - 1})")
-    perm = np.random.default_rng(seed).permutation(n_train)
-    return np.sort(perm[:validation_size]), np.sort(perm[validation_size:])
-
-
-def class_pools(y: np.ndarray, pool: np.ndarray, n_classes: int, labels_per_class: int,
-                class_names: Sequence[str] | None = None, where: str = "the labelled pool",
-                setting: str = "labels per class") -> list[np.ndarray]:
-    """Indices of each class within ``pool``; an error naming every class with fewer than ``labels_per_class``
-    (and the config ``setting`` that asked for them)."""
-    pools = [pool[y[pool] == k] for k in range(n_classes)]
-    short = [(k, len(p)) for k, p in enumerate(pools) if len(p) < labels_per_class]
-    if short:
-        names = [f"class {k}" + (f" ({class_names[k]})" if class_names else "") + f" has {n}"
-                 for k, n in short]
-        raise ValueError(f"cannot draw {labels_per_class} labels per class from {where}: "
-                         f"{'; '.join(names)} images (lower {setting} or svm.validation_size)")
-    return pools
-
-
-def draw_labelled(pools: Sequence[np.ndarray], labels_per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """One draw of ``labels_per_class`` distinct indices from every class pool, returned sorted."""
-    return np.sort(np.concatenate([rng.choice(p, labels_per_class, replace=False) for p in pools]))
-
-
-# --- protocols --------------------------------------------------------------------------------------
-
-
-def _open_features(path: io.PathLike, n_rows: int) -> np.ndarray:
-    """Memory-mapped float32 (N, F) feature file whose rows must be the split's images."""
-    x = io.load_npy(path)
-    if x.ndim != 2 or x.dtype != np.float32:
-        raise ValueError(f"feature file {path}: expected float32 N x F, got {x.dtype} {x.shape}")
-    if len(x) != n_rows:
-        raise ValueError(f"feature file {path} has {len(x)} rows but its dataset split has {n_rows} labelled "
-                         "images; re-run extract_features")
-    return x
-
-
-ROWS_IN_MEMORY_BYTES = 1 << 30  # label draws up to this size are copied into memory; bigger ones are row views
-
-
-class _RowSubset:
-    """Rows ``idx`` (sorted) of a memory-mapped (N, F) array, read chunk by chunk on slicing (never copied whole).
-
-    Supports what the solver and the scorer use: ``len``, ``shape``, ``dtype``, ``ndim`` and ``[start:stop]``.
-    """
-
-    def __init__(self, X: np.ndarray, idx: np.ndarray):
-        self.X, self.idx = X, np.sort(idx)
-        self.shape, self.dtype, self.ndim = (len(self.idx), X.shape[1]), X.dtype, 2
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def __getitem__(self, key: slice) -> np.ndarray:
-        if not isinstance(key, slice):
-            raise TypeError("_RowSubset supports slices only")
-        return np.asarray(self.X[self.idx[key]])  # (n, F): this chunk's rows, in file order
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # liblinear needs the rows in memory anyway
-        return np.asarray(self.X[self.idx], dtype)
-
-
-def _rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray | _RowSubset:
-    """Rows ``idx`` of the feature memmap: all of it as is, a small draw copied (sorted: read in file order),
-    a big one as a chunk-reading view (the 45,000-image pool of CIFAR-10 would be 5 GB)."""
-    if len(idx) == len(X) and np.array_equal(np.sort(idx), np.arange(len(X))):
-        return X
-    if len(idx) * X.shape[1] * 4 <= ROWS_IN_MEMORY_BYTES:
-        return np.asarray(X[np.sort(idx)], np.float32)
-    return _RowSubset(X, idx)
-
-
-def _fit_draws(Xtr: np.ndarray, ytr: np.ndarray, draws: Sequence[np.ndarray], cs: Sequence[float], n_classes: int,
-               cfg: dict, device: torch.device | str = "cpu") -> list[list[LinearModel]]:
-    """models[i][j]: C = cs[i] fitted on draw j. The C values are fitted in increasing order; with the torch and
-    dual_cd solvers each starts from the previous solution (warm start), and dual_cd computes one Gram matrix per
-    draw for all of them."""
-    models: list[list[LinearModel] | None] = [[None] * len(draws) for _ in cs]
-    order = np.argsort(cs, kind="stable")  # increasing C
-    for j, idx in enumerate(draws):
-        idx = np.sort(idx)
-        X, y = _rows(Xtr, idx), ytr[idx]
-        solver = resolve_solver(cfg.get("solver", "auto"), len(idx))
-        fits_gram = len(idx) ** 2 * 8 <= GRAM_MAX_BYTES
-        gram = gram_matrix(X, device) if solver == "dual_cd" and fits_gram else None  # one per draw, every C
-        prev: LinearModel | None = None
-        info: dict = {}
-        t0 = time.time()
-        for i in order:  # each C starts from the previous (smaller) C's solution
-            dual = info.get("dual")
-            info = {}
-            prev = models[i][j] = fit_l2svm(X, y, cs[i], n_classes=n_classes, max_iter=cfg["max_iter"],
-                                            seed=cfg["seed"], solver=solver, device=device,
-                                            init=prev if solver == "torch" else None, gram=gram,
-                                            dual_start=dual, info=info)
-            if "passes" in info:
-                log.debug("C=%g: %d Newton iterations, %.0f passes over X, %.1f s", cs[i], info["iterations"],
-                          info["passes"], info["seconds"])
-            elif "dual" in info:
-                log.debug("C=%g: %d dual CD epochs, %.1f s", cs[i], info["iterations"], info["seconds"])
-        log.info("draw %d/%d fitted (%d labels, %d values of C, %s) in %.1f s", j + 1, len(draws), len(idx),
-                 len(cs), solver, time.time() - t0)
-    return models
-
-
-def check_c_grid(c_grid: Sequence[float]) -> list[float]:
-    """The C values of config ``svm.c_grid`` as floats; an error naming the setting unless they are distinct,
-    positive and finite (at least one)."""
-    cs = [float(c) for c in c_grid]
-    bad = [c for c in cs if not (c > 0 and math.isfinite(c))]
-    if not cs or bad or len(set(cs)) != len(cs):
-        raise ValueError(f"svm.c_grid = {list(c_grid)}: needs one or more distinct positive finite values of C "
-                         f"(the authors' grid: 1e-4 ... 1e-2)" + (f"; not allowed: {bad}" if bad else ""))
-    return cs
-
-
-def model_feature_dim(run: dict, pool: int = 4) -> int:
-    """Length of the Sec. 5.1 feature vector of the discriminator that run config ``run`` builds (no weights
-    needed): 28,672 for the ImageNet D at ndf=128, 7,168 for the SVHN D at ndf=64."""
-    _, netD = models.build_models(run)
-    return features.feature_dim(netD, pool)
-
-
-def _labels(data_dir: io.PathLike, split: str) -> np.ndarray:
-    y = io.read_dataset(data_dir, split)[1]
-    if len(y) and y.min() < 0:
-        raise ValueError(f"dataset {data_dir} split {split} has unlabelled images (label -1); the SVM needs labels")
-    return y
-
-
-def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLike,
-                  data_dir: io.PathLike, svm_cfg: dict, out_path: io.PathLike, common: dict,
-                  feature_model: dict | None = None, feature_pool: int = 4) -> dict[str, Any]:
-    """Rule ``fit_svm``: run one protocol of :data:`PROTOCOLS`, write its JSON (docs/CONTRACTS.md) and return it.
-
-    ``svm_cfg`` is config ``svm``; ``data_dir`` the labelled dataset whose train/test splits the feature files'
-    rows describe (labels and ``stand_in`` are read from it). ``feature_model``: the run config of the D the
-    features should come from (with ``feature_pool``, config ``features.pool``): feature files of another length are
-    refused before anything is fitted. The solver (config ``svm.solver``) runs on ``common["device"]``.
-    """
-    t0 = time.time()
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown SVM protocol {protocol!r}; allowed: {', '.join(PROTOCOLS)}")
-    proto = PROTOCOLS[protocol]
-    meta = io.read_meta(data_dir)
-    if meta.get("name", proto.dataset) != proto.dataset:
-        raise ValueError(f"protocol {protocol} needs dataset {proto.dataset!r} but {data_dir} holds "
-                         f"{meta.get('name')!r}")
-    ytr, yte = _labels(data_dir, "train"), _labels(data_dir, "test")
-    n_classes = int(meta.get("n_classes") or int(max(ytr.max(), yte.max())) + 1)
-    class_names = meta.get("class_names")
-    cs = check_c_grid(svm_cfg["c_grid"])
-    solver = svm_cfg.get("solver", "auto")
-    resolve_solver(solver, 0)  # an unknown solver fails here, before anything is read
-    device = runtime.resolve_device(common.get("device", "cpu")) if solver != "liblinear" else torch.device("cpu")
-    Xtr = _open_features(train_feats_path, len(ytr))
-    dim = Xtr.shape[1]
-    if feature_model is not None:
-        want = model_feature_dim(feature_model, feature_pool)
-        if dim != want:
-            raise ValueError(f"feature file {train_feats_path} has {dim} dimensions but the {proto.features_run!r} "
-                             f"discriminator (runs.{proto.features_run}: model {feature_model.get('model')!r}, "
-                             f"ndf {feature_model.get('ndf')}) with features.pool = {feature_pool} gives {want}: "
-                             "it was extracted with another model or pool size; re-run extract_features")
-    val, pool = split_train_validation(len(ytr), svm_cfg["validation_size"], svm_cfg["seed"])
-    Xva = _rows(Xtr, val)  # (n_val, F): held in memory, scored for every model
-    select_rng, final_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(svm_cfg["seed"]).spawn(2))
-    lpc = svm_cfg[proto.labels_key] if proto.labels_key else None
-    log.info("%s: %d train (%d validation, %d pool), %d test, %d features, %d classes, C grid %s", protocol,
-             len(ytr), len(val), len(pool), len(yte), dim, n_classes, cs)
-
-    # 1. choose C on the validation split (the test set is not opened yet)
-    if lpc is not None:
-        pools = class_pools(ytr, pool, n_classes, lpc, class_names, f"the {len(pool)}-image labelled pool of "
-                            f"{data_dir} (train minus svm.validation_size)", f"svm.{proto.labels_key}")
-        sel = [draw_labelled(pools, lpc, select_rng) for _ in range(svm_cfg["selection_draws"])]
-    else:
-        sel = [pool]
-    models = _fit_draws(Xtr, ytr, sel, cs, n_classes, svm_cfg, device)
-    val_err = error_pct(Xva, ytr[val], [m for per_c in models for m in per_c]).reshape(len(cs), len(sel))
-    mean_val = val_err.mean(1)
-    best = int(np.argmin(mean_val))  # ties: the smaller C (grid order)
-    C = cs[best]
-    for c, e in zip(cs, val_err):
-        log.info("C=%g: validation error %.2f%% +- %.2f", c, e.mean(), 1.96 * e.std())
-    log.info("chosen C = %g", C)
-    if len(cs) > 1 and best in (0, len(cs) - 1):
-        log.warning("chosen C = %g is at the edge of svm.c_grid %s: the best C may lie beyond it", C, cs)
-    del Xva, models
-
-    # 2. final fits with that C, then the only read of the test set
-    if lpc is not None:
-        final = [draw_labelled(pools, lpc, final_rng) for _ in range(svm_cfg["final_draws"])]
-    else:
-        final = [np.arange(len(ytr))]  # all training images, validation included (paper: all 50,000)
-    final_models = _fit_draws(Xtr, ytr, final, [C], n_classes, svm_cfg, device)[0]
-    Xte = _open_features(test_feats_path, len(yte))
-    if Xte.shape[1] != dim:
-        raise ValueError(f"feature files {train_feats_path} ({dim} dims) and {test_feats_path} ({Xte.shape[1]} "
-                         "dims) come from different models; re-run extract_features")
-    test_err = error_pct(Xte, yte, final_models)
-    log.info("test error %.2f%% +- %.2f over %d fits", test_err.mean(), 1.96 * test_err.std(), len(test_err))
-
-    result = {
-        "protocol": protocol,
-        "dataset": proto.dataset,
-        "features": proto.features_run,
-        "feature_dim": dim,
-        "labels_per_class": lpc,
-        "C": C,
-        "validation_error_pct": {f"{c:g}": float(e) for c, e in zip(cs, mean_val)},
-        "test_error_pct": float(test_err.mean()),
-        "test_error_ci95_pct": float(1.96 * test_err.std()) if lpc is not None else None,
-        "test_accuracy_pct": float(100.0 - test_err.mean()),
-        "draws": len(test_err),
-        "stand_in": meta.get("stand_in"),
-        "paper": proto.paper,
-        "solver": SOLVER_NAMES[resolve_solver(solver, len(final[0]))],
-        "n_validation": len(val),
-        "n_labelled_pool": len(pool),
-        "n_test": len(yte),
-        "final_fit": "fresh label draws" if lpc is not None else "all training images, validation included",
-        "provenance": io.provenance(config={"protocol": protocol, "svm": svm_cfg, **common}, seed=svm_cfg["seed"],
-                                    inputs={"train_features": train_feats_path, "test_features": test_feats_path,
-                                            "data": data_dir}, started=t0),
-    }
-    io.write_json(out_path, result)
-    return result
-
-
-# --- Table 2 baseline: the SVHN D architecture trained supervised -----------------------------------
-
-
-class SupervisedCNN(nn.Module):
-    """D's convolutional trunk with a ``n_classes``-way linear head in place of its 1-logit head (Table 2).
-
-    ``forward``: x (N, C, H, W) -> netD.features(x)[-1] (N, C_L, H_L, W_L) -> flatten -> dropout -> Linear
-    -> logits (N, n_classes). The trunk's own 1-logit head is left unused.
-    """
-
-    def __init__(self, netD: nn.Module, n_classes: int, dropout: float):
-        super().__init__()
-        self.trunk = netD
-        c, h, w = netD.image_shape
-        with torch.no_grad():
-            was = netD.training
-            netD.eval()
-            flat = netD.features(torch.zeros(2, c, h, w, device=next(netD.parameters()).device))[-1][0].numel()
-            netD.train(was)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(flat, n_classes)  # (C_L*H_L*W_L) -> n_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.trunk.features(x)[-1].flatten(1)  # (N, C_L*H_L*W_L); (N, 4096) for svhn32 at ndf=64
-        return self.head(self.drop(h))  # (N, n_classes)
-
-
-def sample_hparams(rng: np.random.Generator, cfg: dict) -> dict[str, float]:
-    """One random-search point: lr and weight decay log-uniform, dropout uniform (ranges from config)."""
-    for key in ("lr_range", "dropout_range", "weight_decay_range"):
-        if cfg[key][0] > cfg[key][1]:
-            raise ValueError(f"config key 'supervised_cnn.{key}': {cfg[key]} must be [low, high] with low <= high")
-
-    def log_uniform(lo: float, hi: float) -> float:
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-    return {"lr": log_uniform(*cfg["lr_range"]), "dropout": float(rng.uniform(*cfg["dropout_range"])),
-            "weight_decay": log_uniform(*cfg["weight_decay_range"])}
-
-
-def _cnn_error_pct(net: nn.Module, images: np.ndarray, labels: np.ndarray, output_range: str,
-                   device: torch.device, batch: int = 1000) -> float:
-    net.eval()
-    wrong = 0
-    with torch.no_grad():
-        for s in range(0, len(images), batch):
-            x = models.to_model_input(np.asarray(images[s:s + batch]), output_range).to(device)  # (B, C, H, W)
-            wrong += int((net(x).argmax(1).cpu().numpy() != labels[s:s + batch]).sum())
-    return 100.0 * wrong / len(images)
-
-
-def train_cnn_trial(run: dict, hparams: dict[str, float], x: np.ndarray, y: np.ndarray, *, n_classes: int,
-                    epochs: int, batch_size: int, seed: int, device: torch.device,
-                    precision: str = "fp32") -> nn.Module:
-    """Train one :class:`SupervisedCNN` (built by ``models.build_models(run)``) with Adam(lr, beta1 of the run,
-    weight decay added to the gradient) and cross-entropy, minibatches in a seeded order; returns it in eval mode.
-    """
-    runtime.seed_everything(seed)
-    _, netD = models.build_models(run)
-    net = SupervisedCNN(netD.to(device), n_classes, hparams["dropout"]).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=hparams["lr"], betas=(run["beta1"], 0.999),
-                           weight_decay=hparams["weight_decay"])
-    gen = torch.Generator().manual_seed(seed)
-    xs = models.to_model_input(x, netD.output_range).to(device)  # (N, C, H, W): the labelled draw fits in memory
-    ys = torch.as_tensor(y, dtype=torch.long, device=device)  # (N,)
-    net.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xs), generator=gen).split(batch_size):
-            if len(idx) < 2:  # BN needs two samples
-                continue
-            idx = idx.to(device)
-            with runtime.autocast(device, precision):
-                loss = F.cross_entropy(net(xs[idx]), ys[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return net.eval()
-
-
-def train_supervised_cnn(data_dir: io.PathLike, out_path: io.PathLike, cnn_cfg: dict, svm_cfg: dict, run: dict,
-                         common: dict) -> dict[str, Any]:
-    """Rule ``train_supervised_cnn`` (Table 2: "supervised CNN with the same architecture", 28.87%).
-
-    The split is the SVM's (``svm.seed`` shuffle, first ``svm.validation_size`` = validation); one draw of
-    ``svm.svhn_labels_per_class`` labels per class from the pool (seeded by ``supervised_cnn.seed``) is the
-    training set. ``supervised_cnn.trials`` random hyperparameter sets (:func:`sample_hparams`) are each trained
-    ``epochs`` epochs and scored on validation; the best trial is then scored once on the test set.
-    """
-    t0 = time.time()
-    device = runtime.resolve_device(common["device"])
-    precision = runtime.job_precision(common, device)
-    meta = io.read_meta(data_dir)
-    xtr, ytr = io.read_dataset(data_dir, "train")
-    xte, yte = io.read_dataset(data_dir, "test")
-    n_classes = int(meta.get("n_classes") or int(ytr.max()) + 1)
-    lpc = svm_cfg["svhn_labels_per_class"]
-    val, pool = split_train_validation(len(ytr), svm_cfg["validation_size"], svm_cfg["seed"])
-    seeds = np.random.SeedSequence(cnn_cfg["seed"]).spawn(3)
-    pools = class_pools(ytr, pool, n_classes, lpc, meta.get("class_names"), f"the labelled pool of {data_dir}",
-                        "svm.svhn_labels_per_class")
-    lab = draw_labelled(pools, lpc, np.random.default_rng(seeds[0]))
-    x_lab, y_lab = np.asarray(xtr[lab]), ytr[lab]
-    x_val, y_val = np.asarray(xtr[val]), ytr[val]
-    hp_rng = np.random.default_rng(seeds[1])
-    trial_seeds = seeds[2].generate_state(cnn_cfg["trials"])
-    log.info("supervised CNN: %d labelled, %d validation, %d trials x %d epochs on %s", len(lab), len(val),
-             cnn_cfg["trials"], cnn_cfg["epochs"], device)
-    trials, best, best_state = [], None, None
-    for t in range(cnn_cfg["trials"]):
-        hp = sample_hparams(hp_rng, cnn_cfg)
-        net = train_cnn_trial(run, hp, x_lab, y_lab, n_classes=n_classes, epochs=cnn_cfg["epochs"],
-                              batch_size=cnn_cfg["batch_size"], seed=int(trial_seeds[t]), device=device,
-                              precision=precision)
-        err = _cnn_error_pct(net, x_val, y_val, net.trunk.output_range, device)
-        trials.append({"hparams": hp, "validation_error_pct": err, "seed": int(trial_seeds[t])})
-        log.info("trial %d/%d %s: validation error %.2f%%", t + 1, cnn_cfg["trials"], hp, err)
-        if best is None or err < trials[best]["validation_error_pct"]:
-            best, best_state = t, copy.deepcopy(net.state_dict())
-    net.load_state_dict(best_state)  # same architecture for every trial (dropout has no parameters)
-    test_err = _cnn_error_pct(net, xte, yte, net.trunk.output_range, device)  # the only use of the test set
-    log.info("best trial %d: validation %.2f%%, test %.2f%%", best + 1, trials[best]["validation_error_pct"],
-             test_err)
-    result = {
-        "protocol": "supervised_cnn_svhn_1000",
-        "validation_error_pct": trials[best]["validation_error_pct"],
-        "test_error_pct": test_err,
-        "best_trial": best,
-        "labels_per_class": lpc,
-        "n_validation": len(val),
-        "trials": trials,
-        "stand_in": meta.get("stand_in"),
-        "provenance": io.provenance(config={"supervised_cnn": cnn_cfg, "svm": svm_cfg, "model": run, **common},
-                                    seed=cnn_cfg["seed"], inputs={"data": data_dir}, started=t0),
-    }
-    io.write_json(out_path, result)
-    return result

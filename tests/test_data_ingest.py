@@ -1,61 +1,31 @@
-"""dcgan_repro.data: demo stand-ins, the real loaders on small local copies, and their error paths.
+"""dcgan_repro.data.ingest: the real loaders on small local copies (torchvision datasets, image folders, the LSUN
+LMDB and its resumable download), their error paths, and bad input of every kind through both curation stages.
 
 Nothing here reaches the internet: torchvision's download functions are monkeypatched to fail, and the LSUN
-download is served from a loopback HTTP server. Real MNIST (../shared/data) is used when present.
+download is served from a loopback HTTP server. Real MNIST and a CIFAR-10 subset (../shared/data) are used when
+present.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import http.server
 import os
 import pickle
 import shutil
 import threading
-import urllib.error
 import zipfile
 from io import BytesIO
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_repro import data, io
+from conftest import no_download
+from dcgan_repro import images, io
+from dcgan_repro.data import demo, download, ingest
 
-CONTRACT_KEYS = {"name", "splits", "image_shape", "n_classes", "class_names", "source", "stand_in", "provenance"}
-DEMO_CFG = {
-    "mnist": {"source": "demo", "path": "unused"},
-    "cifar10": {"source": "demo", "path": "unused"},
-    "svhn": {"source": "demo", "path": "unused"},
-    "lsun_raw": {"source": "demo", "path": "unused", "category": "bedroom", "image_size": 64, "max_images": 0},
-    "imagenet": {"source": "demo", "path": None, "image_size": 32, "max_images": 0},
-    "faces_raw": {"source": "demo", "path": "unused", "max_images": 0, "link": "hardlink"},
-}
-# name -> (splits, image shape, n_classes)
-DEMO_EXPECT = {
-    "mnist": ({"train": 1497, "test": 300}, [28, 28, 1], 10),
-    "cifar10": ({"train": 2000, "test": 500}, [32, 32, 3], 10),
-    "svhn": ({"train": 1497, "test": 300}, [32, 32, 3], 10),
-    "lsun_raw": ({"train": 1501}, [64, 64, 3], 0),
-    "imagenet": ({"train": 1500}, [32, 32, 3], 15),
-}
-HAAR = dict(scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """Every demo dataset, ingested once: name -> folder."""
-    root = tmp_path_factory.mktemp("demo")
-    for name, cfg in DEMO_CFG.items():
-        data.ingest(name, cfg, root / name, seed=0)
-    return {name: root / name for name in DEMO_CFG}
-
-
-def no_download(*args, **kwargs):
-    raise urllib.error.URLError("offline (test)")
 
 
 def reference_resize_crop(img: Image.Image, size: int) -> np.ndarray:
@@ -72,145 +42,50 @@ def jpeg_bytes(img: np.ndarray, quality: int = 90) -> bytes:
 
 
 def photo_crop(name: str, h: int, w: int) -> np.ndarray:
-    return np.ascontiguousarray(data.demo_photo(name)[:h, :w])
+    return np.ascontiguousarray(demo.demo_photo(name)[:h, :w])
 
 
-# --- demo stand-ins ------------------------------------------------------------------------------------------
+# --- resizing ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(DEMO_EXPECT))
-def test_demo_arrays_follow_the_contract(demo, name):
-    meta = io.read_meta(demo[name])
-    splits, shape, n_classes = DEMO_EXPECT[name]
-    assert CONTRACT_KEYS <= set(meta) and meta["name"] == name
-    assert meta["splits"] == splits and meta["image_shape"] == shape and meta["n_classes"] == n_classes
-    assert "standing in for" in meta["stand_in"] and meta["provenance"]["seed"] == 0
-    assert (meta["class_names"] is None) == (n_classes == 0)
-    for split, n in splits.items():
-        x, y = io.read_dataset(demo[name], split)
-        assert x.dtype == np.uint8 and x.shape == (n, *shape)
-        assert y.dtype == np.int64 and y.shape == (n,)
-        if n_classes:
-            assert set(np.unique(y)) == set(range(n_classes))
-        else:
-            assert (y == -1).all()
-        assert 20 < x.mean() < 235 and x.std() > 20  # real image content, not blank
-
-
-def test_demo_mnist_is_load_digits_upscaled_and_stratified(demo):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    xtr, ytr = io.read_dataset(demo["mnist"], "train")
-    xte, yte = io.read_dataset(demo["mnist"], "test")
-    assert np.bincount(yte).min() >= 29 and np.bincount(yte).max() <= 31  # stratified 300
-    assert sorted([*ytr, *yte]) == sorted(digits.target)
-    assert not np.asarray(xtr)[:, :4].any() and not np.asarray(xtr)[:, -4:].any()  # MNIST-like 4 px frame
-    # every training image, shrunk back to 8x8, matches some load_digits image of the same label
-    small = np.stack([cv2.resize(np.asarray(im[4:24, 4:24, 0], np.float32), (8, 8), interpolation=cv2.INTER_AREA)
-                      for im in xtr[:50]]) * 16 / 255
-    dist = ((small[:, None] - digits.images[None]) ** 2).sum(axis=(2, 3))  # (50, 1797)
-    assert (digits.target[dist.argmin(1)] == ytr[:50]).all()
-    assert dist.min(1).max() < 0.1 * dist.mean()
-
-
-def test_demo_is_deterministic_from_the_seed(demo, tmp_path):
-    again = data.ingest("svhn", DEMO_CFG["svhn"], tmp_path / "a", seed=0)
-    other = data.ingest("svhn", DEMO_CFG["svhn"], tmp_path / "b", seed=1)
-    assert again["splits"] == other["splits"]
-    x0 = np.asarray(io.read_dataset(demo["svhn"], "train")[0])
-    assert np.array_equal(x0, io.read_dataset(tmp_path / "a", "train")[0])
-    assert not np.array_equal(x0, io.read_dataset(tmp_path / "b", "train")[0])
-
-
-def test_demo_lsun_planted_duplicates_are_the_near_duplicates(demo):
-    meta = io.read_meta(demo["lsun_raw"])
-    pairs = np.asarray(meta["planted_duplicates"])
-    kinds = meta["planted_duplicate_kinds"]
-    assert len(pairs) == 136 and set(kinds) == set(data.DUPLICATE_KINDS)
-    assert len(set(pairs[:, 0])) == len(pairs) and not set(pairs[:, 0]) & set(pairs[:, 1])
-    x = np.asarray(io.read_dataset(demo["lsun_raw"], "train")[0])
-    for (d, o), kind in zip(pairs, kinds):
-        diff = x[d].astype(int) - x[o].astype(int)
-        if kind == "exact":
-            assert not diff.any()
-        elif kind == "brightness":
-            assert 10 <= abs(np.median(diff)) <= 30
-        elif kind == "jpeg":
-            assert 0 < np.abs(diff).mean() < 12  # measured max 10.4 (quality 50 on fine texture)
-        else:  # shift: content moved by 1-2 px; aligned at the best offset it matches (measured max 6.5)
-            best = min(np.abs(x[d, 2 + dy:62 + dy, 2 + dx:62 + dx].astype(int) - x[o, 2:62, 2:62]).mean()
-                       for dy in range(-2, 3) for dx in range(-2, 3))
-            assert 0 < best < 8 and np.abs(diff).mean() > 0
-    # on 16x16 thumbnails (brightness removed), each planted duplicate's nearest neighbour is its original, and
-    # no unplanted pair is as close as the typical planted one: the dedup stage has exactly these to find
-    thumbs = np.stack([cv2.resize(im, (16, 16), interpolation=cv2.INTER_AREA) for im in x]).reshape(len(x), -1)
-    t = thumbs.astype(np.float32)
-    t -= t.mean(1, keepdims=True)
-    d2 = (t * t).sum(1)[:, None] + (t * t).sum(1)[None] - 2 * t @ t.T
-    np.fill_diagonal(d2, np.inf)
-    assert (d2[pairs[:, 0]].argmin(1) == pairs[:, 1]).mean() > 0.95
-    planted = np.zeros_like(d2, dtype=bool)
-    planted[pairs[:, 0], pairs[:, 1]] = planted[pairs[:, 1], pairs[:, 0]] = True
-    typical = np.median(d2[planted])
-    assert (d2[~planted] < typical).sum() / 2 <= 2
-
-
-def test_demo_faces_files_manifest_and_detector(demo):
-    folder = demo["faces_raw"]
-    meta = io.read_meta(folder)
-    names = (folder / "manifest.txt").read_text().splitlines()
-    assert len(names) == meta["n_images"] == 40 and all((folder / n).is_file() for n in names)
-    assert {Path(n).suffix for n in names} == {".jpg", ".png"}
-    empty, truncated = meta["planted_broken"]
-    assert (folder / empty).stat().st_size == 0
-    assert data.decode_image(folder / truncated) == (None, "truncated")
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    found = {"astronaut": [], "lfw": []}
-    for name, boxes in meta["planted_faces"].items():
-        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
-        # minSize below the smallest planted face finds the same boxes as minSize 24, with fewer scales to scan
-        small = int(0.6 * min(b[2] for b in boxes))
-        dets = cascade.detectMultiScale(img, **{**HAAR, "minSize": (small, small)})
-        for x, y, w, h, src in boxes:
-            assert 0 <= x and x + w <= img.shape[1] and 0 <= y and y + h <= img.shape[0]
-            hit = any(abs(dx - x) < w / 3 and abs(dy - y) < h / 3 and 0.6 < dw / w < 1.6 for dx, dy, dw, _ in dets)
-            found["astronaut" if src == "astronaut" else "lfw"].append(hit)
-    assert len(found["astronaut"]) == 14 and len(found["lfw"]) == 18
-    assert np.mean(found["astronaut"]) >= 0.9  # measured: 14 / 14
-    assert np.mean(found["lfw"]) >= 0.7  # measured: 18 / 18 (LFW 25x25 crops enlarged to 90-160 px)
-    for name in meta["faceless"]:
-        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
-        assert len(cascade.detectMultiScale(img, **HAAR)) == 0, name
-
-
-def test_astronaut_face_box_is_what_the_cascade_finds():
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    gray = cv2.cvtColor(data.demo_photo("astronaut"), cv2.COLOR_RGB2GRAY)
-    assert [tuple(map(int, b)) for b in cascade.detectMultiScale(gray, **HAAR)] == [data.ASTRONAUT_FACE]
-
-
-def test_demo_photos_all_load():
-    for name in data.DEMO_POOL:
-        img = data.demo_photo(name)
-        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 300, name
-    assert data.demo_photo("motorcycle_left").shape == (500, 741, 3)
+@pytest.mark.parametrize("h, w, size", [(256, 340, 64), (300, 256, 64), (64, 64, 64), (50, 50, 64), (120, 90, 32),
+                                        (64, 200, 32), (201, 77, 32), (33, 32, 32), (257, 256, 64), (41, 97, 64)])
+def test_resize_center_crop_is_torchvision_resize_and_center_crop(h, w, size):
+    """images.resize_center_crop (Pillow alone) equals torchvision Resize(size) + CenterCrop(size) on PIL images
+    (down- and upscaling, portrait, landscape, square, already the size, odd margins), from a PIL image or an
+    array."""
+    img = Image.fromarray(photo_crop("chelsea", h, w))
+    ref = reference_resize_crop(img, size)
+    assert ref.shape == (size, size, 3)
+    assert np.array_equal(images.resize_center_crop(img, size), ref)
+    assert np.array_equal(images.resize_center_crop(np.asarray(img), size), ref)
 
 
 # --- config errors ---------------------------------------------------------------------------------------------
 
 
 def test_unknown_source_names_the_key_and_the_choices(tmp_path):
-    with pytest.raises(data.DataError, match=r"'data\.lsun\.source'.*'demoo'.*download, path, demo"):
-        data.ingest("lsun_raw", {**DEMO_CFG["lsun_raw"], "source": "demoo"}, tmp_path / "x", seed=0)
+    cfg = {"source": "demoo", "path": "unused", "category": "bedroom", "image_size": 64, "max_images": 0}
+    with pytest.raises(download.DataError, match=r"'data\.lsun\.source'.*'demoo'.*download, path, demo"):
+        ingest.ingest("lsun_raw", cfg, tmp_path / "x", seed=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_foreign_folder_is_never_replaced(tmp_path):
+    """An output folder that holds files but no meta.json is not one ingest wrote: it is left as it is."""
+    out = tmp_path / "mnist"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    with pytest.raises(download.DataError, match=r"not an ingested dataset \(no meta\.json\).*data\.root"):
+        ingest.ingest("mnist", {"source": "demo", "path": "unused"}, out, seed=0)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and not list(tmp_path.glob(".mnist*"))
 
 
 @pytest.mark.parametrize("path", [None, "missing"])
 def test_imagenet_without_a_folder_says_what_to_set(tmp_path, path):
     cfg = {"source": "path", "path": path and str(tmp_path / path), "image_size": 32, "max_images": 0}
-    with pytest.raises(data.DataError, match=r"data\.imagenet\.path") as e:
-        data.ingest("imagenet", cfg, tmp_path / "imagenet", seed=0)
+    with pytest.raises(download.DataError, match=r"data\.imagenet\.path") as e:
+        ingest.ingest("imagenet", cfg, tmp_path / "imagenet", seed=0)
     assert ("not set" in str(e.value) and "ImageNet-1k train folder" in str(e.value)) if path is None \
         else str(tmp_path / path) in str(e.value)
     assert not (tmp_path / "imagenet").exists() and not list(tmp_path.glob(".imagenet*"))
@@ -224,7 +99,7 @@ def test_mnist_real_files(shared_data, tmp_path, monkeypatch):
     import torchvision.datasets.mnist as tv_mnist
 
     monkeypatch.setattr(tv_mnist, "download_and_extract_archive", no_download)  # must not be needed
-    meta = data.ingest("mnist", {"source": "download", "path": str(shared_data / "mnist")}, tmp_path / "m", seed=0)
+    meta = ingest.ingest("mnist", {"source": "download", "path": str(shared_data / "mnist")}, tmp_path / "m", seed=0)
     assert meta["splits"] == {"train": 60000, "test": 10000} and meta["stand_in"] is None
     x, y = io.read_dataset(tmp_path / "m", "train")
     assert x.shape == (60000, 28, 28, 1) and x.dtype == np.uint8 and y[0] == 5
@@ -233,113 +108,7 @@ def test_mnist_real_files(shared_data, tmp_path, monkeypatch):
     assert io.read_dataset(tmp_path / "m", "test")[1][0] == 7
 
 
-@pytest.mark.shared_data
-@pytest.mark.parametrize("damage", ["truncate", "delete"])
-def test_mnist_damaged_file_is_named_and_kept(shared_data, tmp_path, monkeypatch, damage):
-    import torchvision.datasets.mnist as tv_mnist
-
-    raw = tmp_path / "dl" / "MNIST" / "raw"
-    shutil.copytree(shared_data / "mnist" / "MNIST" / "raw", raw)
-    victim = raw / "train-labels-idx1-ubyte"
-    victim.chmod(0o644)
-    if damage == "truncate":
-        victim.write_bytes(victim.read_bytes()[:5000])
-    else:
-        victim.unlink()
-    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", no_download)
-    with pytest.raises(data.DataError) as e:
-        data.ingest("mnist", {"source": "download", "path": str(tmp_path / "dl")}, tmp_path / "m", seed=0)
-    msg = str(e.value)
-    if damage == "truncate":  # a bad file in the user's folder is named and left as it is
-        assert isinstance(e.value, data.ChecksumError)
-        assert msg.startswith(f"MNIST: {victim} fails its md5 check (expected a25bea736e30d166cdddb491f175f624, got ")
-        assert f"config key 'data.mnist.path' = {tmp_path / 'dl'}" in msg and "5,000 bytes" in msg
-        assert len(victim.read_bytes()) == 5000
-    else:
-        assert msg.startswith(f"MNIST: {victim} is missing") and "offline (test)" in msg
-        assert "train-labels-idx1-ubyte.gz" in msg and f"in {raw}/" in msg
-    assert "images" not in msg  # the intact files are neither named nor fetched again
-    assert not (tmp_path / "m").exists() and not list(tmp_path.glob(".m.*"))  # nothing half-written
-
-
-def _torchvision_file(name: str, root: Path) -> tuple[Path, str]:
-    """(where the ingest of ``name`` looks for its first checksummed file under ``root``, its md5)."""
-    from torchvision import datasets as D
-
-    if name == "mnist":
-        return root / "MNIST" / "raw" / "train-images-idx3-ubyte", data.MNIST_RAW_MD5["train-images-idx3-ubyte"]
-    if name == "cifar10":
-        return root / D.CIFAR10.filename, D.CIFAR10.tgz_md5
-    if name == "svhn":
-        return root / D.SVHN.split_list["train"][1], D.SVHN.split_list["train"][2]
-    _, md5, fname = D.CelebA.file_list[0]
-    return root / D.CelebA.base_folder / fname, md5
-
-
-@pytest.mark.parametrize("name", ["mnist", "cifar10", "svhn", "faces_raw"])
-def test_checksum_mismatch_leaves_a_read_only_user_file_in_place(tmp_path, monkeypatch, name):
-    """A file that fails its md5 in the user's data.*.path is named with both checksums and never touched."""
-    import torchvision.datasets.utils as tv_utils
-
-    monkeypatch.setattr(tv_utils, "urlopen", no_download, raising=False)
-    root = tmp_path / "user"
-    victim, md5 = _torchvision_file(name, root)
-    victim.parent.mkdir(parents=True)
-    victim.write_bytes(b"not the real file" * 100)
-    victim.chmod(0o444)
-    before = victim.stat()
-    cfg = {"source": "celeba" if name == "faces_raw" else "download", "path": str(root), "max_images": 0,
-           "link": "hardlink"}
-    with pytest.raises(data.ChecksumError) as e:
-        data.ingest(name, cfg, tmp_path / "out", seed=0)
-    msg = str(e.value)
-    got = hashlib.md5(b"not the real file" * 100).hexdigest()
-    assert f"{victim} fails its md5 check (expected {md5}, got {got}, 1,700 bytes)" in msg
-    key = "faces" if name == "faces_raw" else name
-    assert f"config key 'data.{key}.path' = {root}" in msg and "delete it and run again" in msg
-    after = victim.stat()
-    assert victim.read_bytes() == b"not the real file" * 100
-    assert (after.st_ino, after.st_mtime_ns, after.st_mode) == (before.st_ino, before.st_mtime_ns, before.st_mode)
-
-
-
-# --- torchvision datasets: download failures and conversion ----------------------------------------------------
-
-
-def test_cifar10_download_failure_says_what_to_place_where(tmp_path, monkeypatch):
-    import torchvision.datasets.cifar as tv_cifar
-
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_download)
-    with pytest.raises(data.DownloadError) as e:
-        data.ingest("cifar10", {"source": "download", "path": str(tmp_path / "c")}, tmp_path / "out", seed=0)
-    msg = str(e.value)
-    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in msg
-    assert "cifar-10-python.tar.gz" in msg and str(tmp_path / "c") in msg
-
-
-def test_svhn_download_failure_says_what_to_place_where(tmp_path, monkeypatch):
-    import torchvision.datasets.svhn as tv_svhn
-
-    monkeypatch.setattr(tv_svhn, "download_url", no_download)
-    with pytest.raises(data.DownloadError, match=r"train_32x32\.mat") as e:
-        data.ingest("svhn", {"source": "download", "path": str(tmp_path / "s")}, tmp_path / "out", seed=0)
-    assert "http://ufldl.stanford.edu/housenumbers/train_32x32.mat" in str(e.value)
-
-
-def test_celeba_download_failure_lists_every_file(tmp_path, monkeypatch):
-    import torchvision.datasets.celeba as tv_celeba
-
-    def refuse(*a, **k):
-        raise RuntimeError("Too many users have viewed or downloaded this file recently (test)")
-
-    monkeypatch.setattr(tv_celeba, "download_file_from_google_drive", refuse)
-    cfg = {"source": "celeba", "path": str(tmp_path / "f"), "max_images": 0, "link": "hardlink"}
-    with pytest.raises(data.DownloadError) as e:
-        data.ingest("faces_raw", cfg, tmp_path / "out", seed=0)
-    msg = str(e.value)
-    for _, md5, fname in tv_celeba.CelebA.file_list:
-        assert f"{tmp_path / 'f' / 'celeba' / fname}  (md5 {md5})" in msg
-    assert "Too many users" in msg
+# --- torchvision datasets: conversion ---------------------------------------------------------------------------
 
 
 @pytest.mark.shared_data
@@ -358,8 +127,8 @@ def test_cifar10_loader_matches_the_official_arrays(shared_data, tmp_path, monke
     (base / "test_batch").write_bytes(pickle.dumps({"data": to_rows(ref["x_test"]), "labels": ref["y_test"].tolist()}))
     (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(c) for c in ref["class_names"]]}))
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # our files are not the official md5s
-    monkeypatch.setattr(data, "md5_ok", lambda *a, **k: True)
-    meta = data.ingest("cifar10", {"source": "download", "path": str(tmp_path / "c")}, tmp_path / "out", seed=0)
+    monkeypatch.setattr(download, "md5_ok", lambda *a, **k: True)
+    meta = ingest.ingest("cifar10", {"source": "download", "path": str(tmp_path / "c")}, tmp_path / "out", seed=0)
     assert meta["splits"] == {"train": 4000, "test": 1000}
     for split in ("train", "test"):
         x, y = io.read_dataset(tmp_path / "out", split)
@@ -381,8 +150,8 @@ def test_svhn_labels_are_digits_and_images_nhwc(tmp_path, monkeypatch):
         scipy.io.savemat(root / fname, {"X": imgs.transpose(1, 2, 3, 0), "y": file_y})  # X: (32, 32, 3, N)
     monkeypatch.setattr(tv_svhn, "check_integrity", lambda *a, **k: True)  # our files are not the official md5s
     monkeypatch.setattr(tv_svhn, "download_url", lambda *a, **k: None)  # torchvision would fetch over them
-    monkeypatch.setattr(data, "md5_ok", lambda *a, **k: True)
-    meta = data.ingest("svhn", {"source": "download", "path": str(root)}, tmp_path / "out", seed=0)
+    monkeypatch.setattr(download, "md5_ok", lambda *a, **k: True)
+    meta = ingest.ingest("svhn", {"source": "download", "path": str(root)}, tmp_path / "out", seed=0)
     x, y = io.read_dataset(tmp_path / "out", "train")
     assert np.array_equal(x, imgs) and np.array_equal(y, digits) and meta["n_classes"] == 10
 
@@ -411,7 +180,7 @@ def image_tree(tmp_path):
 
 def test_imagenet_folder_resizes_like_torchvision_and_counts_bad_files(image_tree, tmp_path):
     cfg = {"source": "path", "path": str(image_tree), "image_size": 32, "max_images": 0}
-    meta = data.ingest("imagenet", cfg, tmp_path / "out", seed=0, workers=2)
+    meta = ingest.ingest("imagenet", cfg, tmp_path / "out", seed=0, workers=2)
     assert meta["splits"] == {"train": 6} and meta["class_names"] == ["n001", "n002"] and meta["stand_in"] is None
     assert meta["skipped"] == {"truncated": 1, "empty_file": 1}
     x, y = io.read_dataset(tmp_path / "out", "train")
@@ -419,7 +188,7 @@ def test_imagenet_folder_resizes_like_torchvision_and_counts_bad_files(image_tre
     good = [p for p in sorted(image_tree.rglob("*")) if p.is_file() and not p.name.startswith("bad")]
     for i, p in enumerate(good):
         assert np.array_equal(x[i], reference_resize_crop(Image.open(p).convert("RGB"), 32)), p
-    sub = data.ingest("imagenet", {**cfg, "max_images": 3}, tmp_path / "sub", seed=0)
+    sub = ingest.ingest("imagenet", {**cfg, "max_images": 3}, tmp_path / "sub", seed=0)
     assert sub["splits"]["train"] <= 3
 
 
@@ -427,7 +196,7 @@ def test_imagenet_folder_resizes_like_torchvision_and_counts_bad_files(image_tre
 def test_faces_folder_links_readable_images_and_counts_bad_ones(image_tree, tmp_path, link):
     (image_tree / "notes.txt").write_text("not an image")
     cfg = {"source": "folder", "path": str(image_tree), "max_images": 0, "link": link}
-    meta = data.ingest("faces_raw", cfg, tmp_path / "faces_raw", seed=0)
+    meta = ingest.ingest("faces_raw", cfg, tmp_path / "faces_raw", seed=0)
     out = tmp_path / "faces_raw"
     names = (out / "manifest.txt").read_text().splitlines()
     assert len(names) == meta["n_images"] == 6 and meta["skipped"] == {"truncated": 1, "empty_file": 1}
@@ -466,7 +235,7 @@ def lsun_lmdb(tmp_path):
 def test_lsun_lmdb_is_decoded_resized_and_bad_values_counted(lsun_lmdb, tmp_path):
     db, good = lsun_lmdb
     cfg = {"source": "path", "path": str(db), "category": "bedroom", "image_size": 64, "max_images": 0}
-    meta = data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0, workers=2)
+    meta = ingest.ingest("lsun_raw", cfg, tmp_path / "out", seed=0, workers=2)
     assert meta["splits"] == {"train": 5} and meta["lmdb_entries"] == 7 and meta["stand_in"] is None
     assert meta["skipped"] == {"truncated": 1, "not_an_image": 1}
     assert sorted(r for _, r in meta["skipped_examples"]) == ["not_an_image", "truncated"]
@@ -474,15 +243,15 @@ def test_lsun_lmdb_is_decoded_resized_and_bad_values_counted(lsun_lmdb, tmp_path
     assert x.shape == (5, 64, 64, 3) and (y == -1).all()
     for i, img in enumerate(good):
         assert np.array_equal(x[i], reference_resize_crop(img, 64))
-    capped = data.ingest("lsun_raw", {**cfg, "max_images": 3}, tmp_path / "cap", seed=0)
+    capped = ingest.ingest("lsun_raw", {**cfg, "max_images": 3}, tmp_path / "cap", seed=0)
     assert capped["splits"] == {"train": 3}
     assert np.array_equal(io.read_dataset(tmp_path / "cap", "train")[0], x[:3])
 
 
 def test_lsun_path_without_lmdb_names_the_folder(tmp_path):
     cfg = {"source": "path", "path": str(tmp_path), "category": "bedroom", "image_size": 64, "max_images": 0}
-    with pytest.raises(data.DataError, match=r"data\.lsun\.path.*no data\.mdb.*bedroom_train_lmdb"):
-        data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    with pytest.raises(download.DataError, match=r"data\.lsun\.path.*no data\.mdb.*bedroom_train_lmdb"):
+        ingest.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
 
 
 class _RangeServer(http.server.ThreadingHTTPServer):
@@ -536,12 +305,12 @@ def test_lsun_download_resumes_checks_and_unzips(lsun_lmdb, tmp_path, monkeypatc
             zf.write(f, f"bedroom_train_lmdb/{f.name}")
     payload = zpath.read_bytes()
     srv = serve(payload)
-    monkeypatch.setattr(data, "LSUN_URL", f"http://127.0.0.1:{srv.server_port}/{{category}}_train_lmdb.zip")
+    monkeypatch.setattr(ingest, "LSUN_URL", f"http://127.0.0.1:{srv.server_port}/{{category}}_train_lmdb.zip")
     dl = tmp_path / "dl"
     dl.mkdir()
     (dl / "bedroom_train_lmdb.zip.part").write_bytes(payload[:1000])  # an interrupted earlier download
     cfg = {"source": "download", "path": str(dl), "category": "bedroom", "image_size": 64, "max_images": 0}
-    meta = data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    meta = ingest.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
     assert srv.ranges == ["bytes=1000-"]  # resumed, not restarted
     assert (dl / "bedroom_train_lmdb.zip").read_bytes() == payload
     assert (dl / "bedroom_train_lmdb" / "data.mdb").is_file() and meta["splits"] == {"train": 5}
@@ -550,13 +319,13 @@ def test_lsun_download_resumes_checks_and_unzips(lsun_lmdb, tmp_path, monkeypatc
 def test_download_rejects_wrong_checksum_and_corrupt_zip(tmp_path, monkeypatch, serve):
     srv = serve(b"PK not really a zip" * 100)
     url = f"http://127.0.0.1:{srv.server_port}/x.zip"
-    with pytest.raises(data.DownloadError, match="sha256"):
-        data.download_file(url, tmp_path / "x.zip", sha256="0" * 64)
+    with pytest.raises(download.DownloadError, match="sha256"):
+        download.download_file(url, tmp_path / "x.zip", sha256="0" * 64)
     assert not list(tmp_path.iterdir())  # rejected and removed
-    monkeypatch.setattr(data, "LSUN_URL", url.replace("x.zip", "{category}.zip"))
+    monkeypatch.setattr(ingest, "LSUN_URL", url.replace("x.zip", "{category}.zip"))
     cfg = {"source": "download", "path": str(tmp_path), "category": "bedroom", "image_size": 64, "max_images": 0}
-    with pytest.raises(data.DataError, match="corrupt") as e:
-        data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    with pytest.raises(download.DataError, match="corrupt") as e:
+        ingest.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
     assert "left in place: delete it and run again" in str(e.value)
     assert (tmp_path / "bedroom_train_lmdb.zip").read_bytes() == b"PK not really a zip" * 100  # named, not removed
 
@@ -570,20 +339,20 @@ def test_lsun_is_checked_against_its_first_use(lsun_lmdb, tmp_path, monkeypatch,
         for f in db.iterdir():
             zf.write(f, f"bedroom_train_lmdb/{f.name}")
     srv = serve(zpath.read_bytes())
-    monkeypatch.setattr(data, "LSUN_URL", f"http://127.0.0.1:{srv.server_port}/{{category}}_train_lmdb.zip")
+    monkeypatch.setattr(ingest, "LSUN_URL", f"http://127.0.0.1:{srv.server_port}/{{category}}_train_lmdb.zip")
     dl = tmp_path / "dl"
     cfg = {"source": "download", "path": str(dl), "category": "bedroom", "image_size": 64, "max_images": 0}
-    data.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)
+    ingest.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)
     ledger = io.read_json(tmp_path / "data" / "checksums" / "lsun_raw.json")
     mdb = dl / "bedroom_train_lmdb" / "data.mdb"
     assert set(ledger) == {str((dl / "bedroom_train_lmdb.zip").resolve()), str(mdb.resolve())}
     assert ledger[str(mdb.resolve())]["sha256"] == "sha256:" + io.sha256_file(mdb)
-    meta = data.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)  # unchanged: passes
+    meta = ingest.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)  # unchanged: passes
     assert meta["provenance"]["inputs"]["lmdb"][str(mdb)] == ledger[str(mdb.resolve())]["sha256"]  # full, not sampled
     with open(mdb, "ab") as f:
         f.write(b"\0")  # the file changes after its first use
-    with pytest.raises(data.ChecksumError) as e:
-        data.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)
+    with pytest.raises(download.ChecksumError) as e:
+        ingest.ingest("lsun_raw", cfg, tmp_path / "data" / "lsun_raw", seed=0)
     msg = str(e.value)
     assert f"{mdb} has changed since its first use: sha256:{io.sha256_file(mdb)} now, " in msg
     assert ledger[str(mdb.resolve())]["sha256"] + " recorded on" in msg and "delete its entry from" in msg
@@ -594,11 +363,11 @@ def test_lsun_download_offline_names_url_and_destination(tmp_path, monkeypatch):
     srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     port = srv.server_port
     srv.server_close()  # nothing listens there now: connection refused at once
-    monkeypatch.setattr(data, "LSUN_URL", f"http://127.0.0.1:{port}/{{category}}_train_lmdb.zip")
+    monkeypatch.setattr(ingest, "LSUN_URL", f"http://127.0.0.1:{port}/{{category}}_train_lmdb.zip")
     cfg = {"source": "download", "path": str(tmp_path / "dl"), "category": "bedroom", "image_size": 64,
            "max_images": 0}
-    with pytest.raises(data.DownloadError) as e:
-        data.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
+    with pytest.raises(download.DownloadError) as e:
+        ingest.ingest("lsun_raw", cfg, tmp_path / "out", seed=0)
     msg = str(e.value)
     assert f"http://127.0.0.1:{port}/bedroom_train_lmdb.zip" in msg
     assert str(tmp_path / "dl" / "bedroom_train_lmdb.zip") in msg and "source: path" in msg
@@ -654,7 +423,7 @@ def bad_input_files() -> tuple[dict[str, bytes], dict[str, np.ndarray], dict[str
         "09_corrupt.jpg": (jpg[:200] + bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8)) + b"\xff\xd9",
                            "corrupt"),
         "10_html.jpg": (b"<html><body>403 Forbidden</body></html>\n" * 10, "not_an_image"),
-        "11_huge.png": (_huge_png(12000, 12000), "too_large"),  # 144 Mpx > faces.MAX_PIXELS, < Pillow's bomb limit
+        "11_huge.png": (_huge_png(12000, 12000), "too_large"),  # 144 Mpx > images.MAX_PIXELS, < Pillow's bomb limit
     }
     files = {**{k: v[0] for k, v in good.items()}, **{k: v[0] for k, v in bad.items()}}
     return files, {k: v[1] for k, v in good.items()}, {k: v[1] for k, v in bad.items()}
@@ -672,7 +441,7 @@ def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stage
 
     files, good, bad = bad_input_files()
     want_skipped = dict(collections.Counter(bad.values()))
-    assert set(want_skipped) <= set(data.SKIP_REASONS)
+    assert set(want_skipped) <= set(images.SKIP_REASONS)
     # --- ingest: LSUN LMDB -> lsun_raw (decoded pixels equal torchvision's pipeline on the expected RGB)
     db = tmp_path / "bedroom_train_lmdb"
     env = lmdb.open(str(db), map_size=1 << 28)
@@ -681,7 +450,7 @@ def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stage
             txn.put(name.encode(), b)
     env.close()
     cfg = {"source": "path", "path": str(db), "category": "bedroom", "image_size": 64, "max_images": 0}
-    meta = data.ingest("lsun_raw", cfg, tmp_path / "lsun_raw", seed=0, workers=2)
+    meta = ingest.ingest("lsun_raw", cfg, tmp_path / "lsun_raw", seed=0, workers=2)
     assert meta["splits"] == {"train": len(good)} and meta["skipped"] == want_skipped
     assert sorted(meta["skipped_examples"]) == sorted([k, r] for k, r in bad.items())
     x, _ = io.read_dataset(tmp_path / "lsun_raw", "train")
@@ -708,7 +477,7 @@ def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stage
         (web / name).write_bytes(b)
     (web / "notes.txt").write_text("not an image\n")
     fcfg = {"source": "folder", "path": str(web), "max_images": 0, "link": "copy"}
-    meta = data.ingest("faces_raw", fcfg, tmp_path / "faces_raw", seed=0, workers=2)
+    meta = ingest.ingest("faces_raw", fcfg, tmp_path / "faces_raw", seed=0, workers=2)
     assert meta["n_images"] == len(good) and meta["skipped"] == want_skipped
     assert meta["other_files_by_extension"] == {".txt": 1}
     # --- faces: the stage reads every file of a manifest itself (e.g. CelebA, not pre-checked) ...
@@ -719,7 +488,7 @@ def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stage
     face_cfg = dict(detect=True, cascade="haarcascade_frontalface_default.xml", scale_factor=1.1, min_neighbors=5,
                     min_size=64, max_side=1024, margin=0.0, image_size=64, shards=2)  # large: downscaled
     for name, rgb in good.items():
-        img, status = faces.read_image(listed / name)
+        img, status = images.decode_image(listed / name)
         assert status == "ok" and img.shape == rgb.shape, name
         assert np.abs(img.astype(int) - rgb).mean() < (0.01 if name.endswith(".png") else 3.0), name
     for src, skipped_here, skipped_before in ((listed, {**want_skipped, "missing": 1}, {}),

@@ -1,5 +1,6 @@
-"""Figures: exact pixels and sizes, guided backprop, interpolation, window dropout, box files, every figure's
-files, on tiny models built with models.save_checkpoint (no training, no ../shared data needed)."""
+"""dcgan_repro.figures: exact pixels and sizes, guided backprop, interpolation, window dropout, box files, every
+figure's files, the authors' SVHN sheet, on tiny models built with models.save_checkpoint (no training, no
+../shared data needed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dcgan_repro import io, models, paper, plots
+from dcgan_repro import io, models, paper
+from dcgan_repro import theano_weights as tw
+from dcgan_repro.figures import (arithmetic, cli, guided_backprop, interpolation, layout, mnist, runs,
+                                 sample_sheets, window_dropout)
 
 torch.set_num_threads(1)
 COMMON = {"preset": "demo", "device": "cpu", "precision": "fp32"}
@@ -74,34 +78,34 @@ def read_png(path: Path) -> np.ndarray:
 def test_sample_sheet_has_the_expected_pixels_and_is_deterministic(tiny, tmp_path):
     figs = tiny["figures"]
     png, pdf = tmp_path / "fig10.png", tmp_path / "fig10.pdf"
-    lay = plots.sample_sheet(tiny["lsun"], tiny["root"] / "lsun", png, pdf, run="lsun", epoch=None,
-                             figure="fig10_faces", figures=figs, common=COMMON)
+    lay = sample_sheets.sample_sheet(tiny["lsun"], tiny["root"] / "lsun", png, pdf, run="lsun", epoch=None,
+                                     figure="fig10_faces", figures=figs, common=COMMON)
     img = read_png(png)
     # grid of 2 x 3 samples of 64 px with 2 px padding = 134 x 200, upscaled 4x (720 / 200 -> 4, the cap)
-    assert lay.scale == 4 and img.shape[1] == 820 == 200 * 4 + 2 * plots.MARGIN_PX
+    assert lay.scale == 4 and img.shape[1] == 820 == 200 * 4 + 2 * layout.MARGIN_PX
     assert img.shape[0] == lay.height
-    assert (img.shape[0] - plots.TITLE_PX - 134 * 4 - plots.FOOTER_PAD_PX - plots.MARGIN_PX) % plots.LINE_PX == 0
+    assert (img.shape[0] - layout.TITLE_PX - 134 * 4 - layout.FOOTER_PAD_PX - layout.MARGIN_PX) % layout.LINE_PX == 0
     netG, _, ckpt = models.load_checkpoint(tiny["lsun"])
     samples = models.generate(netG, 6, z_dist=models.z_dist(ckpt["run"]), seed=figs["seed"])
-    grid = plots.image_grid(samples, 3)
+    grid = layout.image_grid(samples, 3)
     assert grid.shape == (134, 200, 3)
     up = np.repeat(np.repeat(grid, 4, 0), 4, 1)
-    x, y = plots.MARGIN_PX, plots.TITLE_PX
+    x, y = layout.MARGIN_PX, layout.TITLE_PX
     np.testing.assert_array_equal(img[y:y + 536, x:x + 800], up)  # the generated pixels, unresampled
     assert pdf.read_bytes().startswith(b"%PDF")
     first = png.read_bytes(), pdf.read_bytes()
-    plots.sample_sheet(tiny["lsun"], tiny["root"] / "lsun", png, pdf, run="lsun", epoch=None,
-                       figure="fig10_faces", figures=figs, common=COMMON)
+    sample_sheets.sample_sheet(tiny["lsun"], tiny["root"] / "lsun", png, pdf, run="lsun", epoch=None,
+                               figure="fig10_faces", figures=figs, common=COMMON)
     assert (png.read_bytes(), pdf.read_bytes()) == first
 
 
 def test_snapshot_epochs_load_the_snapshot_and_name_what_is_kept(tiny):
-    g_final, _, ck = plots.load_run(tiny["lsun"], torch.device("cpu"))
-    g1, _, ck1 = plots.load_run(tiny["lsun"], torch.device("cpu"), epoch=1)
+    g_final, _, ck = runs.load_run(tiny["lsun"], torch.device("cpu"))
+    g1, _, ck1 = runs.load_run(tiny["lsun"], torch.device("cpu"), epoch=1)
     assert (ck["epoch"], ck1["epoch"]) == (2, 1)
     assert not torch.equal(g_final.project.weight, g1.project.weight)
     with pytest.raises(ValueError, match=r"no snapshot of epoch 3; kept: \[1\]"):
-        plots.load_run(tiny["lsun"], torch.device("cpu"), epoch=3)
+        runs.load_run(tiny["lsun"], torch.device("cpu"), epoch=3)
 
 
 # --- algorithms ---------------------------------------------------------------------------------------------
@@ -109,7 +113,7 @@ def test_snapshot_epochs_load_the_snapshot_and_name_what_is_kept(tiny):
 
 def test_interpolation_endpoints_are_the_anchor_points():
     pts = torch.randn(4, 5)
-    path = plots.interpolate_z(pts, 3)
+    path = interpolation.interpolate_z(pts, 3)
     assert path.shape == (10, 5)
     for k in range(4):
         assert torch.equal(path[3 * k], pts[k])
@@ -126,7 +130,7 @@ def test_guided_backprop_matches_the_rule_and_passes_only_positive_gradient(act)
     def fwd(t):
         return net(t)[:, :, None, None]  # (N, 1, 1, 1)
 
-    grad = plots.guided_backprop(net, fwd, x, [(i, 0, 0, 0) for i in range(3)])
+    grad = guided_backprop.guided_backprop(net, fwd, x, [(i, 0, 0, 0) for i in range(3)])
     # by hand: at each (leaky) ReLU keep only positive gradient where the activation is positive
     with torch.no_grad():
         h1 = l1(x)
@@ -147,13 +151,14 @@ def test_guided_backprop_through_the_real_discriminator_gives_per_image_gradient
     torch.manual_seed(0)
     _, netD = models.build_models(run_cfg("dcgan64", 2, "lsun"))
     imgs = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
-    vis, chosen = plots.guided_backprop_panel(netD, imgs, n_features=3, top=2, seed=0, device=torch.device("cpu"))
+    vis, chosen = guided_backprop.guided_backprop_panel(netD, imgs, n_features=3, top=2, seed=0,
+                                                        device=torch.device("cpu"))
     assert vis.shape == (6, 64, 64, 3) and vis.dtype == np.uint8
     assert [len(c) for c in chosen] == [2, 2, 2] and all(s[1] == k for k, c in enumerate(chosen) for s in c)
-    net = plots._fixed_bn_copy(netD, imgs, 0, torch.device("cpu"))
+    net = guided_backprop._fixed_bn_copy(netD, imgs, 0, torch.device("cpu"))
     x = models.to_model_input(imgs[:2], "tanh")
-    both = plots.guided_backprop(net, lambda t: net.features(t)[-1], x, [(0, 0, 1, 1), (1, 1, 2, 2)])
-    one = plots.guided_backprop(net, lambda t: net.features(t)[-1], x[:1], [(0, 0, 1, 1)])
+    both = guided_backprop.guided_backprop(net, lambda t: net.features(t)[-1], x, [(0, 0, 1, 1), (1, 1, 2, 2)])
+    one = guided_backprop.guided_backprop(net, lambda t: net.features(t)[-1], x[:1], [(0, 0, 1, 1)])
     torch.testing.assert_close(both[:1], one)  # fixed BN: images do not interact
 
 
@@ -161,23 +166,23 @@ def test_window_dropout_zeroes_exactly_the_chosen_maps():
     torch.manual_seed(0)
     netG, _ = models.build_models(run_cfg("dcgan64", 2, "lsun"))
     z = models.sample_z(6, 100, "uniform", generator=torch.Generator().manual_seed(0))
-    site = plots.second_highest_site(netG, z[:2])
-    sites = plots.activation_sites(netG, z[:2])
+    site = window_dropout.second_highest_site(netG, z[:2])
+    sites = window_dropout.activation_sites(netG, z[:2])
     assert [s[1] for s in sites] == [(8, 8, 8), (4, 16, 16), (2, 32, 32)] and site == 1  # ngf = 2
-    img0, a0 = plots.generate_with_sites(netG, z, capture=site)
-    img1, a1 = plots.generate_with_sites(netG, z, capture=site, drop=(site, [0, 2]))
+    img0, a0 = window_dropout.generate_with_sites(netG, z, capture=site)
+    img1, a1 = window_dropout.generate_with_sites(netG, z, capture=site, drop=(site, [0, 2]))
     assert (a0[:, [0, 2]].abs().sum(dim=(2, 3)) > 0).all()  # they were active ...
     assert (a1[:, [0, 2]] == 0).all()                       # ... and are zero everywhere
     torch.testing.assert_close(a1[:, [1, 3]], a0[:, [1, 3]], rtol=0, atol=0)
     assert not np.array_equal(img0, img1)
-    img2, _ = plots.generate_with_sites(netG, z)
+    img2, _ = window_dropout.generate_with_sites(netG, z)
     np.testing.assert_array_equal(img0, img2)  # hooks removed: no lasting effect
 
 
 def test_window_training_set_positives_and_negatives():
     acts = np.random.default_rng(0).random((3, 4, 16, 16))
     boxes = [{"sample": 1, "x0": 16, "y0": 8, "x1": 32, "y1": 24}]   # 4 x 4 cells of a 16 x 16 map on 64 px
-    X, y = plots.window_training_set(acts, boxes, (64, 64), np.random.default_rng(0))
+    X, y = window_dropout.window_training_set(acts, boxes, (64, 64), np.random.default_rng(0))
     assert X.shape == (32, 4) and y.sum() == 16
     inside = acts[1][:, 2:6, 4:8].reshape(4, -1).T
     assert {tuple(r) for r in X[y == 1]} == {tuple(r) for r in inside}
@@ -188,7 +193,7 @@ def test_proxy_boxes_find_the_brightest_region():
     imgs = np.full((3, 64, 64, 3), 60, np.uint8)
     imgs[1, 40:56, 8:24] = 250
     imgs[2, 0:16, 0:16] = 120
-    boxes = plots.proxy_window_boxes(imgs, 2)
+    boxes = window_dropout.proxy_window_boxes(imgs, 2)
     assert boxes[0] == {"sample": 1, "x0": 8, "y0": 40, "x1": 24, "y1": 56}
     assert boxes[1]["sample"] == 2
 
@@ -198,10 +203,10 @@ def test_box_file_errors_name_the_file_and_the_box(tmp_path):
     p.write_text(json.dumps({"samples": {"z_seed": 0, "n": 10},
                              "boxes": [{"sample": 1, "x0": 0, "y0": 0, "x1": 70, "y1": 5}]}))
     with pytest.raises(ValueError, match=r"boxes\.json: box 0 .* 0 <= x0 < x1 <= 64"):
-        plots.read_box_file(p, (64, 64))
+        window_dropout.read_box_file(p, (64, 64))
     p.write_text(json.dumps({"samples": {"z_seed": 0, "n": 10}, "boxes": [], "extra": 1}))
     with pytest.raises(ValueError, match="must be a JSON object with keys"):
-        plots.read_box_file(p, (64, 64))
+        window_dropout.read_box_file(p, (64, 64))
 
 
 # --- every figure writes its files -------------------------------------------------------------------------
@@ -209,20 +214,20 @@ def test_box_file_errors_name_the_file_and_the_box(tmp_path):
 
 def test_box_template_then_fig06_with_drawn_boxes(tiny, tmp_path):
     out = tmp_path / "boxes"
-    assert plots.main(["make-box-template", "--model", str(tiny["lsun"]), "--out", str(out), "--n", "12",
-                       "--z-seed", "5"]) == 0
+    assert cli.main(["make-box-template", "--model", str(tiny["lsun"]), "--out", str(out), "--n", "12",
+                     "--z-seed", "5"]) == 0
     spec = json.loads((out / "window_boxes.json").read_text())
     assert spec["samples"] == {"z_seed": 5, "n": 12} and spec["boxes"] == []
     assert len(list((out / "samples").glob("sample_*.png"))) == 12 and (out / "window_boxes_sheet.png").exists()
     netG, _, ckpt = models.load_checkpoint(tiny["lsun"])
     z = models.sample_z(12, 100, models.z_dist(ckpt["run"]), generator=torch.Generator().manual_seed(5))
-    imgs, _ = plots.generate_with_sites(netG, z)
+    imgs, _ = window_dropout.generate_with_sites(netG, z)
     np.testing.assert_array_equal(read_png(out / "samples" / "sample_003.png"), imgs[3])  # what fig06 boxes
     spec["boxes"] = [{"sample": i, "x0": 8, "y0": 8, "x1": 40, "y1": 30} for i in (0, 3, 7)]
     (out / "window_boxes.json").write_text(json.dumps(spec))
     figs = {**tiny["figures"], "window_boxes": str(out / "window_boxes.json")}
-    stats = plots.fig06_window_dropout(tiny["lsun"], tiny["root"] / "lsun", tmp_path / "f6.png",
-                                       tmp_path / "f6.pdf", tmp_path / "f6.json", figures=figs, common=COMMON)
+    stats = window_dropout.fig06_window_dropout(tiny["lsun"], tiny["root"] / "lsun", tmp_path / "f6.png",
+                                                tmp_path / "f6.pdf", tmp_path / "f6.json", figures=figs, common=COMMON)
     assert stats["proxy_used"] is False and stats["n_boxes"] == 3 and stats["n_samples"] == 12
     assert stats["dropped_maps_all_zero"] and stats["n_maps"] == 4
     assert json.loads((tmp_path / "f6.json").read_text())["provenance"]["seed"] == 0
@@ -233,23 +238,23 @@ def test_every_figure_writes_png_and_pdf(tiny, tmp_path):
     out = {}
     for name in ("fig04", "fig05", "fig06", "fig07", "fig08", "fig09"):
         out[name] = (tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
-    plots.fig04_interpolation(tiny["lsun"], root / "lsun", *out["fig04"], figures=figs, common=COMMON)
-    plots.fig05_guided_backprop(tiny["lsun"], root / "lsun", *out["fig05"], figures=figs, common=COMMON)
-    stats = plots.fig06_window_dropout(tiny["lsun"], root / "lsun", *out["fig06"], tmp_path / "f6.json",
-                                       figures=figs, common=COMMON)
-    r7 = plots.fig07_vector_arithmetic(tiny["lsun"], None, *out["fig07"], figures=figs, common=COMMON)
-    r8 = plots.fig08_turn_vector(tiny["lsun"], None, *out["fig08"], figures=figs, common=COMMON)
-    plots.fig09_mnist_samples(tiny["mnist_dcgan"], tiny["mnist_gan"], root / "mnist", *out["fig09"],
+    interpolation.fig04_interpolation(tiny["lsun"], root / "lsun", *out["fig04"], figures=figs, common=COMMON)
+    guided_backprop.fig05_guided_backprop(tiny["lsun"], root / "lsun", *out["fig05"], figures=figs, common=COMMON)
+    stats = window_dropout.fig06_window_dropout(tiny["lsun"], root / "lsun", *out["fig06"], tmp_path / "f6.json",
+                                                figures=figs, common=COMMON)
+    r7 = arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, *out["fig07"], figures=figs, common=COMMON)
+    r8 = arithmetic.fig08_turn_vector(tiny["lsun"], None, *out["fig08"], figures=figs, common=COMMON)
+    mnist.fig09_mnist_samples(tiny["mnist_dcgan"], tiny["mnist_gan"], root / "mnist", *out["fig09"],
                               figures=figs, common=COMMON)
     for png, pdf in out.values():
-        assert read_png(png).shape[1] >= plots.MIN_WIDTH_PX and pdf.read_bytes().startswith(b"%PDF")
+        assert read_png(png).shape[1] >= layout.MIN_WIDTH_PX and pdf.read_bytes().startswith(b"%PDF")
     # the proxy is declared, with the paper's sample and box counts
     assert stats["proxy_used"] and (stats["n_samples"], stats["n_boxes"]) == (paper.FIG6_SAMPLES, paper.FIG6_BOXES)
     assert "AUTOMATIC PROXY" in stats["boxes_source"]
     assert r7["fallback"] and all(len(v) == figs["exemplars"] for v in r7["picks"].values())
     assert r8["proxy_used"] and len(r8["left"]) == figs["turn_exemplars"]
     # Fig. 9: three panels of 10 classes x 20 samples of 28 px (30 px pitch + 2 px border)
-    lay = plots.layout([[plots.Panel(np.zeros((302, 602, 1), np.uint8), "x")] * 3], "f")
+    lay = layout.layout([[layout.Panel(np.zeros((302, 602, 1), np.uint8), "x")] * 3], "f")
     assert read_png(out["fig09"][0]).shape[1] == lay.width
 
 
@@ -258,26 +263,43 @@ def test_image_grid_matches_torchvision_make_grid():
 
     imgs = np.random.default_rng(0).integers(0, 256, (7, 5, 4, 3), dtype=np.uint8)
     ref = make_grid(torch.from_numpy(imgs).permute(0, 3, 1, 2), nrow=3, padding=2, pad_value=255)
-    np.testing.assert_array_equal(plots.image_grid(imgs, 3), ref.permute(1, 2, 0).numpy())
-    assert plots.image_grid(imgs[:, :, :, :1], 3).shape == (3 * 7 + 2, 3 * 6 + 2, 1)
+    np.testing.assert_array_equal(layout.image_grid(imgs, 3), ref.permute(1, 2, 0).numpy())
+    assert layout.image_grid(imgs[:, :, :, :1], 3).shape == (3 * 7 + 2, 3 * 6 + 2, 1)
 
 
 def test_fig07_exemplar_ids_from_config_and_the_pool_sheet_that_shows_them(tiny, tmp_path):
     figs = tiny["figures"]
     ids = {"A": [0, 1], "B": [5], "C": [7, 8, 9]}
-    r7 = plots.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "f7.png", tmp_path / "f7.pdf", figures=figs,
-                                       common=COMMON, exemplar_ids=ids)
+    r7 = arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "f7.png", tmp_path / "f7.pdf",
+                                            figures=figs, common=COMMON, exemplar_ids=ids)
     assert r7["picks"] == ids
     with pytest.raises(ValueError, match=r"figures.exemplar_ids.*\[0, 24\)"):
-        plots.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "x.png", tmp_path / "x.pdf", figures=figs,
-                                      common=COMMON, exemplar_ids={**ids, "C": [24]})
+        arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "x.png", tmp_path / "x.pdf",
+                                           figures=figs, common=COMMON, exemplar_ids={**ids, "C": [24]})
     # the pool sheet shows exactly the samples the ids index (same seed, reference batch and pool size)
-    assert plots.main(["exemplar-pool", "--model", str(tiny["lsun"]), "--out", str(tmp_path / "pool.png"),
-                       "--seed", "0", "--bn-reference", "16", "--pool", "24"]) == 0
+    assert cli.main(["exemplar-pool", "--model", str(tiny["lsun"]), "--out", str(tmp_path / "pool.png"),
+                     "--seed", "0", "--bn-reference", "16", "--pool", "24"]) == 0
     netG, _, ckpt = models.load_checkpoint(tiny["lsun"])
-    pool = plots._pool(netG, ckpt, figs)[3]                                    # (24, 64, 64, 3)
+    pool = arithmetic._pool(netG, ckpt, figs)[3]                               # (24, 64, 64, 3)
     sheet = read_png(tmp_path / "pool.png")
     assert sheet.shape[:2] == (3 * (1 * 66 + 2), 3 * (24 * 66 + 2))             # 1 row of 24 at 3x
     # sample 3, away from its index label: sheet pixels = the sample's pixels upscaled 3x
-    y0, x0 = 3 * plots.GRID_PAD, 3 * (plots.GRID_PAD + 3 * 66)
+    y0, x0 = 3 * layout.GRID_PAD, 3 * (layout.GRID_PAD + 3 * 66)
     np.testing.assert_array_equal(sheet[y0 + 45:y0 + 192:3, x0 + 45:x0 + 192:3], pool[3, 15:64, 15:64])
+
+
+def test_authors_svhn_samples_draws_the_generator_the_loader_gives_it(tmp_path):
+    """The rule script's path: theano_weights loads the released-layout G, the figure draws its samples."""
+    torch.manual_seed(0)
+    netG, _ = models.build_models(tw.RELEASED_RUNS["svhn32"])
+    jl = tw.write_theano_params(netG, tmp_path / "200_gen_params.jl")[-1]
+    loaded = tw.load_generator(tmp_path, "svhn32")
+    png, pdf = tmp_path / "svhn.png", tmp_path / "svhn.pdf"
+    lay = sample_sheets.authors_svhn_samples(loaded, tw.released_file(tmp_path, "svhn32", "G"), png, pdf,
+                                             figures={"grid_rows": 2, "grid_cols": 3, "seed": 0}, common=COMMON)
+    assert tw.released_file(tmp_path, "svhn32", "G") == jl and pdf.read_bytes().startswith(b"%PDF")
+    grid = layout.image_grid(models.generate(loaded, 6, z_dist="normal", seed=0), 3)    # (70, 104, 3)
+    up = np.repeat(np.repeat(grid, lay.scale, 0), lay.scale, 1)
+    x, y, w, h = lay.boxes[0][0]
+    assert (h, w) == up.shape[:2]
+    np.testing.assert_array_equal(read_png(png)[y:y + h, x:x + w], up)

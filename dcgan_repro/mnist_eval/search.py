@@ -1,14 +1,9 @@
-"""MNIST nearest-neighbour evaluation of class-conditional generators (Sec. 5.3, Table 3).
+"""Exact streamed 1-nearest-neighbour search: every query's nearest reference, its distance and its label.
 
-Protocol (authors' code: ``mnist/train_cond_dcgan.py`` + ``lib/metrics.py`` ``nnc_score`` / ``nnd_score``):
-generate class-conditional samples, use them with their conditioning labels as the training set of a
-1-nearest-neighbour classifier (Euclidean distance on [0, 1] pixels) and classify real MNIST images. The error on
-the test set is Table 3; the validation split (60k train shuffled with seed 42, last 10k) is what the authors
-scored during training and is the only number model selection may use. ``nnd_score`` (the mean distance from
-each real image to its nearest generated sample) is reported too.
-
-The 10M-sample column needs 10M x 20k distances. :class:`StreamingNN` never holds the reference set or a full
-distance matrix: references arrive in chunks and each query keeps a running (distance, index) minimum.
+A fixed query set is scored against references that arrive in chunks: neither the reference set nor a full
+distance matrix is ever held, and each query keeps a running (distance, index) minimum, so the reference set can
+be far larger than memory (tens of millions of images). The search is Euclidean on float images (flattened to D
+values) and knows nothing of where queries or references come from.
 
 Exactness. A fast matmul pass (fp32, or bf16 with fp32 accumulation) scores every (query, reference) pair;
 its rounding error is bounded a priori, so it only nominates the references that could be nearest given that
@@ -17,37 +12,29 @@ index: the decision equals a brute-force float64 argmin whichever precision rank
 reference that sums in another order can differ only where two distances agree to ~15 significant digits).
 The bound, the margin argument and the streaming threshold are in :class:`StreamingNN`.
 
-Search ``int8`` (:class:`GreyLevelNN`, what ``auto`` picks on a CPU) is exact with no re-check: every image the
-protocol scores is 8-bit (MNIST as stored; generated samples rounded to uint8 by ``models.to_uint8``), so squared
-distances of grey levels k/255 are integers in units of 1/255^2, computed exactly with ``torch._int_mm`` (int8 x
-int8 -> int32). Its distances are those of the grey levels k/255 themselves; the float paths' are those of their
-fp32 roundings fp32(k/255) (what ``_to_unit`` hands them), which differ by at most ~7e-6 sqrt(d) in a squared
-distance d. The two can therefore disagree only where two references' integer distances are within a few units
-of 1/255^2 of each other, exact integer ties included (int8 gives those to the lowest index; the float paths to
-whichever fp32 rounding happens to be smaller).
+Search ``int8`` (:class:`GreyLevelNN`) is exact with no re-check, for 8-bit images only (pixels k/255, k =
+0..255, as float32 ``k / 255``; anything else is refused): squared distances of grey levels k/255 are integers in
+units of 1/255^2, computed exactly with ``torch._int_mm`` (int8 x int8 -> int32). Its distances are those of the
+grey levels k/255 themselves; the float paths' are those of their fp32 roundings fp32(k/255), which differ by at
+most ~7e-6 sqrt(d) in a squared distance d. The two can therefore disagree only where two references' integer
+distances are within a few units of 1/255^2 of each other, exact integer ties included (int8 gives those to the
+lowest index; the float paths to whichever fp32 rounding happens to be smaller).
 
-Generated samples are taken as 8-bit images (``models.iter_generate``, as every stage sees samples); the
-authors scored the float sigmoid outputs, which differ by at most 1/510 per pixel. The MNIST DCGAN is sampled
-through ``models.CondDCGANSampler`` (the same function rearranged, ~1.5x faster on a CPU core); the 1-NN
-decision is exact for the samples actually generated.
+Search choice: :func:`resolve_search` turns ``auto`` into the fastest exact search the device has. Errors about
+the choice name ``setting`` (default ``argument 'search'``), so a caller can say which config key set it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from dcgan_repro import io, runtime
-
-log = logging.getLogger(__name__)
+from dcgan_repro import runtime
 
 U32 = 2.0**-24  # unit roundoff of float32 (24 significant bits)
 U64 = 2.0**-53  # unit roundoff of float64
@@ -55,6 +42,7 @@ UBF16 = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits)
 SAFETY = 1.25  # widens the proven margin: a wider margin only re-checks more candidates, never changes a decision
 FLOAT_SEARCH = ("fp32", "bf16")  # candidate pass + float64 re-check (:class:`StreamingNN`), any float data
 SEARCH_PRECISIONS = FLOAT_SEARCH + ("int8",)  # int8: exact integer search of 8-bit images (:class:`GreyLevelNN`)
+SETTING = "argument 'search'"  # what errors about the search choice name, unless the caller names its config key
 BF16_SCALE = 255.0  # bf16 pass works on 255 * x: pixels k/255 become the integers k, exact in bf16
 
 
@@ -355,7 +343,7 @@ GREY_MAX = 255  # 8-bit images: pixel values k / 255, k = 0..255
 INT8_SHIFT = 128  # int8 operands hold k - 128 in [-128, 127]
 
 
-def _grey_levels(x: torch.Tensor, what: str) -> torch.Tensor:
+def _grey_levels(x: torch.Tensor, what: str, setting: str = SETTING) -> torch.Tensor:
     """(n, D) fp32 -> (n, D) int8 ``k - 128`` where every value is exactly fp32(k / 255) with integer k in 0..255.
 
     Anything else (another scaling, interpolated or noisy values, NaN, inf) is refused: the integer search would
@@ -365,8 +353,7 @@ def _grey_levels(x: torch.Tensor, what: str) -> torch.Tensor:
                                                                              and float(k.max()) <= GREY_MAX))
     if not on_grid:
         raise ValueError(f"{what} is not 8-bit images (values other than k/255, k = 0..255, or NaN/inf): search "
-                         "precision int8 is exact only for 8-bit images; use search fp32 (config key "
-                         "'mnist_eval.search') for other data")
+                         f"precision int8 is exact only for 8-bit images; use search fp32 ({setting}) for other data")
     return k.sub_(INT8_SHIFT).to(torch.int8)  # (n, D)
 
 
@@ -378,7 +365,7 @@ class GreyLevelNN:
     ``255^2 d = ||a - b||^2 = ||a'||^2 + ||b'||^2 - 2 a'.b'`` (a shift of both vectors leaves the difference
     alone; the unshifted form is ``a.b = a'.b' + 128 sum(a') + 128 sum(b') + 128^2 D``, same result). a'.b' comes
     from ``torch._int_mm`` (int8 x int8 -> int32): |a'.b'| <= 128^2 D and ``||b'||^2 - 2 a'.b'`` <= 3 * 128^2 D,
-    below 2^31 for D < 43,690 (MNIST: D = 784), so every value is an exact integer and the argmin needs no
+    below 2^31 for D < 43,690 (28 x 28 images: D = 784), so every value is an exact integer and the argmin needs no
     re-check. Per query tile: the int32 block ``s = ||b'||^2 - 2 a'.b'`` (one pass), its row minimum (a second,
     vectorised pass), and only for the rows whose minimum beats the running best, the first (lowest) index at that
     minimum; earlier tiles keep ties (strict improvement only), so ties go to the lowest reference index as in
@@ -392,11 +379,12 @@ class GreyLevelNN:
     search = "int8"
 
     def __init__(self, query: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", *,
-                 tile_elems: int | None = None) -> None:
+                 tile_elems: int | None = None, setting: str = SETTING) -> None:
         self.device = runtime.resolve_device(device) if isinstance(device, str) else torch.device(device)
         q = _as_float_matrix(query, "query")
         if len(q) == 0:
             raise ValueError("query set is empty")
+        self.setting = setting  # named when data is not 8-bit
         n_q, self.d = q.shape
         if 3 * INT8_SHIFT**2 * self.d >= 2**31:
             raise ValueError(f"search precision int8: {self.d} values per image could overflow int32 "
@@ -408,7 +396,7 @@ class GreyLevelNN:
         self.q_tile = -(-min(n_q, 1024 if self.device.type == "cpu" else 32768) // 32) * 32  # multiple of 32
         self.r_tile = max(8, (tile_elems // self.q_tile) // 8 * 8)  # multiple of 8
         q_rows = -(-n_q // 32) * 32  # every query tile then has a multiple of 32 rows
-        q8 = _grey_levels(q.to(self.device, torch.float32), "query")  # (Q, D) int8 a'
+        q8 = _grey_levels(q.to(self.device, torch.float32), "query", setting)  # (Q, D) int8 a'
         self.q8 = torch.zeros((q_rows, self.k_pad), dtype=torch.int8, device=self.device)  # (Qp, K)
         self.q8[:n_q, :self.d] = q8
         self.alpha = (q8.int() ** 2).sum(1, dtype=torch.int32)  # (Q,) ||a'||^2
@@ -423,7 +411,8 @@ class GreyLevelNN:
         """Consume one chunk of references: 8-bit images as floats k/255 (n, ...), labels (n,) int."""
         x, y = _reference_chunk(x_chunk, y_chunk, self.d)
         n = len(x)
-        x8 = _grey_levels(x.to(self.device, torch.float32), f"reference chunk starting at index {self.n_ref}")
+        x8 = _grey_levels(x.to(self.device, torch.float32), f"reference chunk starting at index {self.n_ref}",
+                          self.setting)
         y = y.to(self.device, torch.int64)  # (n,)
         n_pad = -(-n // 8) * 8
         if n_pad != n or self.k_pad != self.d:
@@ -471,10 +460,12 @@ class GreyLevelNN:
 
 
 def make_nn(query: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", *, search: str = "fp32",
-            tile_elems: int | None = None) -> StreamingNN | GreyLevelNN:
-    """The streaming exact 1-NN for ``search``: :class:`GreyLevelNN` for int8, else :class:`StreamingNN`."""
+            tile_elems: int | None = None, setting: str = SETTING) -> StreamingNN | GreyLevelNN:
+    """The streaming exact 1-NN for ``search``: :class:`GreyLevelNN` for int8, else :class:`StreamingNN`.
+
+    ``setting`` is what an error about the search choice names (e.g. the caller's config key)."""
     if search == "int8":
-        return GreyLevelNN(query, device, tile_elems=tile_elems)
+        return GreyLevelNN(query, device, tile_elems=tile_elems, setting=setting)
     if search not in FLOAT_SEARCH:
         raise ValueError(f"search precision must be one of {', '.join(SEARCH_PRECISIONS)}, got {search!r}")
     return StreamingNN(query, device, search=search, tile_elems=tile_elems)
@@ -504,9 +495,10 @@ def _as_float_matrix(x: np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
 
 def nn_search_stream(query: np.ndarray | torch.Tensor, reference_chunks: Iterable[tuple[Any, Any]],
                      device: str | torch.device = "cpu", *, search: str = "fp32",
-                     tile_elems: int | None = None) -> NNResult:
-    """Exact streamed 1-NN: nearest reference index, float64 squared distance and label for every query."""
-    nn = make_nn(query, device, search=search, tile_elems=tile_elems)
+                     tile_elems: int | None = None, setting: str = SETTING) -> NNResult:
+    """Exact streamed 1-NN: nearest reference index, float64 squared distance and label for every query
+    (``setting``: see :func:`make_nn`)."""
+    nn = make_nn(query, device, search=search, tile_elems=tile_elems, setting=setting)
     for x_chunk, y_chunk in reference_chunks:
         if len(x_chunk):
             nn.update(x_chunk, y_chunk)
@@ -527,304 +519,24 @@ def nn_classify_stream(query: np.ndarray | torch.Tensor, reference_chunks: Itera
     return res.label, res.dist
 
 
-def resolve_search(search: str, device: torch.device) -> str:
+def resolve_search(search: str, device: torch.device, *, setting: str = SETTING) -> str:
     """``auto`` -> int8 on a CPU with int8 dot-product instructions (VNNI or AMX), else fp32; bf16 on a CUDA GPU
-    with native bf16, else fp32.
+    with native bf16, else fp32. An unknown name is refused with an error naming ``setting``.
 
-    For the protocol's data (8-bit images, every caller here) every choice gives exact decisions; int8 is exact on
-    the grey levels themselves with no re-check (:class:`GreyLevelNN`; refused for other data), fp32 and bf16 on
-    their fp32 roundings (see the module docstring). Speed, 10k queries, 32,768 MNIST-DCGAN samples,
-    benchmarks/bench_nn_eval.py: on 1 Xeon core with AVX512-VNNI/BF16 (no AMX), the other core busy, int8 search
-    45-48 us per reference against 172-179 for fp32 in the same runs (3.6-4.0x), and fp32 beat bf16 (a bf16
-    matmul ran at ~75 GFLOP/s against ~140). On an AVX2-only AMD EPYC (no VNNI, 2 threads) ``torch._int_mm``
-    falls back to a slow path: int8 4,251 us per reference against 330 for fp32 (13x slower). On CUDA int8 is not
-    measured, so bf16 stays the default there.
+    For 8-bit images every choice gives exact decisions; int8 is exact on the grey levels themselves with no
+    re-check (:class:`GreyLevelNN`; refused for other data), fp32 and bf16 on their fp32 roundings (see the module
+    docstring). Speed, 10k queries x 32,768 references of 784 8-bit values, benchmarks/bench_nn_eval.py: on 1
+    Xeon core with AVX512-VNNI/BF16 (no AMX), the other core busy, int8 search 45-48 us per reference against
+    172-179 for fp32 in the same runs (3.6-4.0x), and fp32 beat bf16 (a bf16 matmul ran at ~75 GFLOP/s against
+    ~140). On an AVX2-only AMD EPYC (no VNNI, 2 threads) ``torch._int_mm`` falls back to a slow path: int8 4,251 us
+    per reference against 330 for fp32 (13x slower). On CUDA int8 is not measured, so bf16 stays the default there.
     """
     if search in SEARCH_PRECISIONS:
         return search
     if search != "auto":
-        raise ValueError(f"config key 'mnist_eval.search': {search!r} is not allowed; allowed values: "
+        raise ValueError(f"{setting}: {search!r} is not allowed; allowed values: "
                          f"auto, {', '.join(SEARCH_PRECISIONS)}")
     if device.type == "cuda":
         return "bf16" if runtime.native_bf16(device) else "fp32"
     return "int8" if runtime.native_int8(device) else "fp32"
 
-
-# --- MNIST protocol pieces -------------------------------------------------------------------------------
-
-
-def balanced_labels(n: int, n_classes: int, seed: int) -> np.ndarray:
-    """(n,) int64 class labels, exactly balanced (counts differ by at most one), shuffled by ``seed``.
-
-    The authors drew ``np_rng.randint(0, 10)`` per sample; balancing removes that sampling noise from the
-    1-NN training set (Table 3 compares generators, not label draws).
-    """
-    if n < 1 or n_classes < 1:
-        raise ValueError(f"need n >= 1 samples and n_classes >= 1, got n={n}, n_classes={n_classes}")
-    labels = np.arange(n, dtype=np.int64) % n_classes  # (n,)
-    return np.random.default_rng(seed).permutation(labels)
-
-
-def validation_split(n_train: int, validation_size: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train_idx, val_idx)`` of the authors' split: shuffle with ``split_seed``, the last ``validation_size``
-    images are validation (``mnist/load.py mnist_with_valid_set``: ``sklearn.utils.shuffle`` with
-    ``RandomState(42)``, ``vaX = trX[50000:]``). Indices are into the original training order."""
-    from sklearn.utils import shuffle
-
-    if not 0 < validation_size < n_train:
-        raise ValueError(f"config key 'mnist_eval.validation_size' ({validation_size}) must be between 1 and the "
-                         f"number of training images minus one ({n_train - 1})")
-    perm = shuffle(np.arange(n_train), random_state=split_seed)  # (n_train,) = RandomState(seed).permutation
-    return perm[:n_train - validation_size], perm[n_train - validation_size:]
-
-
-def _to_unit(x_uint8: np.ndarray) -> np.ndarray:
-    """uint8 images (n, H, W, C) -> float32 (n, H*W*C) in [0, 1] (code: ``floatX(X) / 255.``)."""
-    if x_uint8.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images, got {x_uint8.dtype}")
-    return np.asarray(x_uint8, dtype=np.float32).reshape(len(x_uint8), -1) / np.float32(255.0)  # (n, D)
-
-
-def _read_split(data_dir: io.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    x, y = io.read_dataset(data_dir, split)
-    if x.ndim != 4 or len(x) != len(y):
-        raise ValueError(f"{data_dir}/{split}_x.npy: expected uint8 N x H x W x C with one label per image, "
-                         f"got {x.dtype} {x.shape} and {len(y)} labels")
-    if (y < 0).any():
-        raise ValueError(f"{data_dir}/{split}_y.npy has unlabelled images (-1); the 1-NN protocol needs labels")
-    return x, y
-
-
-def _chunks(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None,
-            chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream (float32 (n, D), labels (n,)) from a memory-mapped uint8 split, optionally a sorted subset."""
-    n = len(x) if idx is None else len(idx)
-    for s in range(0, n, chunk):
-        sel = slice(s, s + chunk) if idx is None else idx[s:s + chunk]
-        yield _to_unit(x[sel]), np.asarray(y[sel])
-
-
-def _generated_chunks(netG: torch.nn.Module, labels: np.ndarray, *, z_dist: str, seed: int, batch_size: int,
-                      chunk: int, device: torch.device, precision: str,
-                      fast: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream class-conditional samples (float32 (n, D) in [0, 1], their labels) in blocks of ~``chunk``.
-
-    The MNIST DCGAN runs through ``models.CondDCGANSampler`` (``fast=True``; False: the module forward, for
-    benchmarks): the same z, labels and per-batch BN statistics as ``netG(z, y)``, equal up to float rounding
-    (tests/test_models.py checks it)."""
-    from dcgan_repro import models
-
-    buf: list[np.ndarray] = []
-    held = start = 0
-    for imgs in models.iter_generate(netG, len(labels), z_dist=z_dist, seed=seed, labels=labels,
-                                     batch_size=batch_size, device=device, precision=precision, fast=fast):
-        buf.append(imgs)  # (b, H, W, C) uint8
-        held += len(imgs)
-        if held >= chunk:
-            block = np.concatenate(buf)  # (held, H, W, C)
-            yield _to_unit(block), labels[start:start + held]
-            start += held
-            buf, held = [], 0
-    if held:
-        yield _to_unit(np.concatenate(buf)), labels[start:start + held]
-
-
-def _error_pct(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Percentage of wrong labels as 100 * count / n: 389 of 10,000 reads 3.89, not 3.8899999999999997."""
-    return 100.0 * int(np.count_nonzero(pred != truth)) / max(len(truth), 1)
-
-
-def _conditional_generator(model_path: io.PathLike, device: torch.device,
-                           run: dict[str, Any] | None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load G from a model file (refusing an architecture other than ``run``'s); it must be class-conditional."""
-    from dcgan_repro import models
-
-    netG, _, ckpt = models.load_checkpoint(model_path, device, run=run)
-    if not netG.n_classes:
-        raise ValueError(f"{model_path}: run {ckpt['name']!r} ({ckpt['run']['model']}) is unconditional; the "
-                         "Table 3 protocol needs a class-conditional generator (mnist_cond_dcgan, mnist_cond_mlp)")
-    return netG, ckpt
-
-
-def _search_generated(netG: torch.nn.Module, ckpt: dict[str, Any], n_samples: int, query: np.ndarray,
-                      eval_cfg: dict[str, Any], device: torch.device, search: str, precision: str) -> NNResult:
-    """Exact 1-NN of ``query`` over ``n_samples`` generated class-conditional samples (balanced, seeded labels)."""
-    from dcgan_repro import models
-
-    labels = balanced_labels(int(n_samples), netG.n_classes, eval_cfg["seed"])  # (n_samples,)
-    chunks = _generated_chunks(netG, labels, z_dist=models.z_dist(ckpt["run"]), seed=eval_cfg["seed"],
-                               batch_size=int(ckpt["run"]["batch_size"]), chunk=int(eval_cfg["chunk"]),
-                               device=device, precision=precision)
-    res = nn_search_stream(query, chunks, device, search=search)
-    if res.stats["n_reference"] != n_samples:
-        raise RuntimeError(f"generated {res.stats['n_reference']} samples, expected {n_samples}")
-    return res
-
-
-def _check_shape(netG: torch.nn.Module, x: np.ndarray, data_dir: io.PathLike, model_path: io.PathLike) -> None:
-    c, h, w = netG.image_shape
-    if tuple(x.shape[1:]) != (h, w, c):
-        raise ValueError(f"{data_dir}: images are {tuple(x.shape[1:])} (H, W, C) but the generator in "
-                         f"{model_path} makes {(h, w, c)}")
-
-
-def select_epoch(model_path: io.PathLike, summary_path: io.PathLike, data_dir: io.PathLike,
-                 eval_cfg: dict[str, Any], out_path: io.PathLike, common: dict[str, Any], *,
-                 run: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Model selection for Table 3 on the validation split only (the test set is never read here).
-
-    Every generator snapshot of the run (``ckpt["snapshots"]``, plus the final model when it is not one) is
-    scored as the authors' training loop scored it: a 1-NN fitted on ``eval_cfg["select_samples"]`` generated
-    samples classifies the 10k validation images (seed-42 split, never trained on). The epoch with the lowest
-    validation error is selected (ties: the later epoch). Writes ``results/mnist/<run>_selection.json``
-    (docs/CONTRACTS.md) with every candidate's validation error, the epochs trained and the training wall time
-    (from ``train_summary.json``); :func:`evaluate_generated` then scores the selected snapshot on the test set.
-    """
-    t0 = time.time()
-    device = runtime.resolve_device(common["device"])
-    search = resolve_search(eval_cfg.get("search", "auto"), device)
-    precision = runtime.job_precision(common, device)
-    n = int(eval_cfg["select_samples"])
-    _, final = _conditional_generator(model_path, "cpu", run)
-    summary = io.read_json(summary_path)
-    candidates = {int(e): str(p) for e, p in final["snapshots"].items()}
-    candidates.setdefault(int(final["epoch"]), str(model_path))
-    meta = io.read_meta(data_dir)
-    train_x, train_y = _read_split(data_dir, "train")
-    val_idx = np.sort(validation_split(len(train_x), eval_cfg["validation_size"], eval_cfg["split_seed"])[1])
-    query = _to_unit(train_x[val_idx])  # (n_val, D): validation images only
-    rows = []
-    for epoch, path in sorted(candidates.items()):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{model_path} lists snapshot {path} (epoch {epoch}), which does not exist; "
-                                    "retrain the run (rule train_gan) to recreate it")
-        netG, ckpt = _conditional_generator(path, device, run)
-        if ckpt["name"] != final["name"] or int(ckpt["epoch"]) != epoch:
-            raise ValueError(f"{path} holds run {ckpt['name']!r} epoch {ckpt['epoch']}, but {model_path} lists "
-                             f"it as run {final['name']!r} epoch {epoch}")
-        _check_shape(netG, train_x, data_dir, path)
-        res = _search_generated(netG, ckpt, n, query, eval_cfg, device, search, precision)
-        rows.append({"epoch": epoch, "path": path,
-                     "validation_error_pct": _error_pct(res.label, train_y[val_idx]),
-                     "validation_mean_nn_distance": float(res.dist.mean())})
-        log.info("%s epoch %d: validation error %.2f%% (1-NN on %d samples), mean NN distance %.3f",
-                 final["name"], epoch, rows[-1]["validation_error_pct"], n, rows[-1]["validation_mean_nn_distance"])
-    best = min(rows, key=lambda r: (r["validation_error_pct"], -r["epoch"]))
-    out = {
-        "model": final["name"], "criterion": "validation_error_pct", "n_samples": n,
-        "n_validation": int(len(val_idx)), "selected_epoch": best["epoch"], "selected_path": best["path"],
-        "epochs_trained": int(final["epoch"]), "train_time_s": summary.get("train_time_s"),
-        "candidates": rows, "stand_in": meta.get("stand_in"),
-        "provenance": io.provenance(config={"mnist_eval": eval_cfg, "common": common, "run": final["run"]},
-                                    seed=int(eval_cfg["seed"]), inputs={"model": model_path, "data": data_dir},
-                                    started=t0),
-    }
-    io.write_json(out_path, out)
-    log.info("%s: selected epoch %d of %d (validation error %.2f%%)", final["name"], best["epoch"],
-             out["epochs_trained"], best["validation_error_pct"])
-    return out
-
-
-def selected_model(selection: io.PathLike) -> str:
-    """The model file :func:`select_epoch` chose (``selected_path`` of ``results/mnist/<run>_selection.json``)."""
-    sel = io.read_json(selection)
-    if not isinstance(sel, dict) or "selected_path" not in sel:
-        raise ValueError(f"{selection} is not a model-selection file (no 'selected_path'); rerun select_epoch_mnist")
-    return str(sel["selected_path"])
-
-
-def evaluate_generated(model_path: io.PathLike, data_dir: io.PathLike, n_samples: int, eval_cfg: dict[str, Any],
-                       out_path: io.PathLike, common: dict[str, Any], column: str, *,
-                       run: dict[str, Any] | None = None, selection: io.PathLike | None = None) -> dict[str, Any]:
-    """Table 3 "@50K" / "@10M": exact 1-NN fitted on ``n_samples`` generated class-conditional samples.
-
-    ``selection`` (the JSON of :func:`select_epoch`) picks the snapshot scored: the epoch chosen on the
-    validation split; without it ``model_path`` itself is scored. Labels are exactly balanced over the classes
-    and shuffled (``eval_cfg["seed"]``), z is seeded likewise; samples are drawn in G's training batch size (BN
-    uses batch statistics, as in the authors' ``gen_samples``) and streamed in blocks of ``eval_cfg["chunk"]``.
-    The real test set and the validation split (authors' seed-42 split, last ``validation_size`` training
-    images) are classified in the same pass; the test error is computed once, for this reported number.
-    ``run`` (the config's ``runs.<name>``) makes :func:`models.load_checkpoint` refuse a file trained with
-    another architecture. Writes the CONTRACTS JSON to ``out_path`` and returns it.
-    """
-    t0 = time.time()
-    device = runtime.resolve_device(common["device"])
-    search = resolve_search(eval_cfg.get("search", "auto"), device)
-    sel = None
-    scored = model_path
-    if selection is not None:
-        scored = selected_model(selection)
-        sel = io.read_json(selection)
-    netG, ckpt = _conditional_generator(scored, device, run)
-    if sel is not None and (sel["model"] != ckpt["name"] or int(sel["selected_epoch"]) != int(ckpt["epoch"])):
-        raise ValueError(f"{selection} selects run {sel['model']!r} epoch {sel['selected_epoch']}, but {scored} "
-                         f"holds run {ckpt['name']!r} epoch {ckpt['epoch']}; rerun rule select_epoch_mnist")
-    meta = io.read_meta(data_dir)
-    test_x, test_y = _read_split(data_dir, "test")
-    train_x, train_y = _read_split(data_dir, "train")
-    _check_shape(netG, test_x, data_dir, scored)
-    _, val_idx = validation_split(len(train_x), eval_cfg["validation_size"], eval_cfg["split_seed"])
-    val_idx = np.sort(val_idx)
-    query = np.concatenate([_to_unit(test_x), _to_unit(train_x[val_idx])])  # (n_test + n_val, D)
-    n_test = len(test_x)
-    log.info("1-NN on %d generated samples of %s (epoch %s): %d test + %d validation queries, %s search on %s",
-             n_samples, ckpt["name"], ckpt["epoch"], n_test, len(val_idx), search, device)
-    res = _search_generated(netG, ckpt, int(n_samples), query, eval_cfg, device, search,
-                            runtime.job_precision(common, device))
-    log.info("search stats: %s", res.stats)
-    dist = res.dist
-    out = {
-        "model": ckpt["name"], "column": column, "n_samples": int(n_samples),
-        "test_error_pct": _error_pct(res.label[:n_test], test_y),
-        "validation_error_pct": _error_pct(res.label[n_test:], train_y[val_idx]),
-        "mean_nn_distance": float(dist[:n_test].mean()),
-        "validation_mean_nn_distance": float(dist[n_test:].mean()),
-        "n_test": n_test, "n_validation": int(len(val_idx)),
-        "epoch": int(ckpt["epoch"]),
-        "epochs_trained": int(sel["epochs_trained"]) if sel else int(ckpt["epoch"]),
-        "train_time_s": sel.get("train_time_s") if sel else None,
-        "selection": None if sel is None else {"path": str(selection), "criterion": sel["criterion"],
-                                               "n_samples": sel["n_samples"]},
-        "seed": int(eval_cfg["seed"]), "train_seed": ckpt["run"].get("seed"), "stand_in": meta.get("stand_in"),
-        "provenance": io.provenance(config={"mnist_eval": eval_cfg, "n_samples": int(n_samples), "column": column,
-                                            "common": common, "run": ckpt["run"]},
-                                    seed=int(eval_cfg["seed"]), inputs={"model": scored, "data": data_dir},
-                                    started=t0, extra={"nn_search": res.stats}),
-    }
-    io.write_json(out_path, out)
-    log.info("%s @%s: test error %.2f%%, validation error %.2f%%, mean NN distance %.3f", ckpt["name"], column,
-             out["test_error_pct"], out["validation_error_pct"], out["mean_nn_distance"])
-    return out
-
-
-def evaluate_real(data_dir: io.PathLike, eval_cfg: dict[str, Any], out_path: io.PathLike,
-                  common: dict[str, Any]) -> dict[str, Any]:
-    """Table 3 "Real Data": exact 1-NN fitted on real training images, all of them and the authors' 50k split.
-
-    On MNIST the all-60k row is 3.09% test error (REFERENCE.md Sec. 1; the paper's "3.1%"). Writes the
-    CONTRACTS JSON ``{"rows": [...], "stand_in", "provenance"}`` to ``out_path`` and returns it.
-    """
-    t0 = time.time()
-    device = runtime.resolve_device(common["device"])
-    search = resolve_search(eval_cfg.get("search", "auto"), device)
-    meta = io.read_meta(data_dir)
-    test_x, test_y = _read_split(data_dir, "test")
-    train_x, train_y = _read_split(data_dir, "train")
-    if tuple(train_x.shape[1:]) != tuple(test_x.shape[1:]):
-        raise ValueError(f"{data_dir}: train images {train_x.shape[1:]} and test images {test_x.shape[1:]} differ")
-    split_idx = np.sort(validation_split(len(train_x), eval_cfg["validation_size"], eval_cfg["split_seed"])[0])
-    query = _to_unit(test_x)  # (n_test, D)
-    rows, stats = [], []
-    for subset, idx in (("all", None), ("train_split", split_idx)):
-        res = nn_search_stream(query, _chunks(train_x, train_y, idx, int(eval_cfg["chunk"])), device, search=search)
-        n_train = len(train_x) if idx is None else len(idx)
-        rows.append({"n_train": n_train, "subset": subset, "test_error_pct": _error_pct(res.label, test_y),
-                     "mean_nn_distance": float(res.dist.mean())})
-        stats.append(res.stats)
-        log.info("real 1-NN, %d training images (%s): test error %.2f%%", n_train, subset, rows[-1]["test_error_pct"])
-    out = {"rows": rows, "stand_in": meta.get("stand_in"),
-           "provenance": io.provenance(config={"mnist_eval": eval_cfg, "common": common},
-                                       seed=int(eval_cfg["split_seed"]), inputs={"data": data_dir}, started=t0,
-                                       extra={"nn_search": stats})}
-    io.write_json(out_path, out)
-    return out
