@@ -3,7 +3,7 @@
 Table 3's "@10M" column classifies 10,000 real MNIST test images (plus 10,000 validation images) with a 1-NN
 fitted on 10 million generated samples. Target: 10M generated x 10k test, generation included, in
 under 20 minutes on 2 CPU cores with peak memory under 4 GB. This script generates the reference set exactly
-as rule ``nn_eval_generated`` does (``--generator dcgan``: the MNIST conditional DCGAN, ``--model`` a trained
+as rule ``mnist_eval_generated`` does (``--generator dcgan``: the MNIST conditional DCGAN, ``--model`` a trained
 model.pt or a seeded untrained one of the paper's size, batches of 128, balanced labels, ``--precision``
 autocast, 8-bit samples), or streams MNIST-like digits (``--generator synthetic``: real training digits shifted
 by up to 1 px with 8-bit noise), through our exact search, and runs scikit-learn's

@@ -50,7 +50,7 @@ _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_
 # A number written like 2e-4: YAML 1.1 (PyYAML, which Snakemake uses) reads it as a string.
 _YAML11_FLOAT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?)(\d+)$")
 
-# Dataset folders under data.root, each the output of one rule (ingest, dedup_gather, gather_faces).
+# Dataset folders under data.root, each the output of one rule (data_ingest, dedup_gather, faces_gather).
 DATASET_FOLDERS = ("mnist", "cifar10", "svhn", "lsun_raw", "imagenet", "faces_raw", "lsun", "faces")
 # Output folders outside data.root, relative to the working directory (what workflow/rules/*.smk write).
 OWNED_FOLDERS = ("results", "logs", "resources/checkpoints", "resources/faces_shards")

@@ -3,16 +3,16 @@
 The paper: "we fit a 3072-128-3072 de-noising dropout regularized RELU autoencoder on 32x32 downsampled
 center-crops of training examples. The resulting code layer activations are then binarized via thresholding
 the ReLU activation [...] and provides a convenient form of semantic-hashing, allowing for linear time
-de-duplication." No code for this step was released (REFERENCE.md Sec. 6), so every unstated choice below is a
+de-duplication." No code for this step was released (docs/REFERENCE.md Sec. 6), so every unstated choice below is a
 config key under ``dedup:``. The stages match the workflow rules:
 
-1. :func:`train_job` (rule ``train_dedup_autoencoder``): fit :class:`DedupAutoencoder` on ``train_images``
+1. :func:`train_job` (rule ``dedup_train_autoencoder``): fit :class:`DedupAutoencoder` on ``train_images``
    images sampled from ``lsun_raw``, with Gaussian input corruption (``input_noise``) and dropout on the code
    (``dropout``).
-2. :func:`hash_shard_job` (rule ``dedup_hash_shard``): binary codes ``relu(code) > threshold`` for the
+2. :func:`hash_shard` (rule ``dedup_hash_shard``): binary codes ``relu(code) > threshold`` for the
    contiguous index range of shard ``i`` of ``n`` (:func:`shard_range`, ``np.array_split`` semantics), packed
    with ``np.packbits`` (16 bytes per image for 128 bits).
-3. :func:`gather_job` (rule ``dedup_gather``): bucket identical codes with a hash table over the packed codes
+3. :func:`gather` (rule ``dedup_gather``): bucket identical codes with a hash table over the packed codes
    (:func:`bucket_codes`: one pass, no pairwise comparison, collisions of its 64-bit key split exactly), keep
    the lowest index of each bucket, write the de-duplicated ``lsun`` dataset, ``kept.txt``, ``removed.csv``,
    a contact sheet of collisions and a summary.
@@ -203,12 +203,12 @@ def load_autoencoder(path: str | Path, device: torch.device | str = "cpu"
     return model.to(device).eval(), ckpt
 
 
-# --- rule: train_dedup_autoencoder ----------------------------------------------------------------
+# --- rule: dedup_train_autoencoder ----------------------------------------------------------------
 
 
 def train_job(data_dir: str | Path, out_path: str | Path, dedup: Mapping[str, Any],
               common: Mapping[str, Any]) -> dict[str, Any]:
-    """Rule ``train_dedup_autoencoder``: sample ``dedup.train_images`` images of ``data_dir`` and fit.
+    """Rule ``dedup_train_autoencoder``: sample ``dedup.train_images`` images of ``data_dir`` and fit.
 
     Writes ``out_path`` (torch.save dict: state_dict, architecture, preprocessing, the dedup config, loss
     history, provenance) and returns that dict.
@@ -247,8 +247,8 @@ def train_job(data_dir: str | Path, out_path: str | Path, dedup: Mapping[str, An
 # --- rule: dedup_hash_shard ----------------------------------------------------------------------
 
 
-def hash_shard_job(data_dir: str | Path, model_path: str | Path, out_path: str | Path, shard: int,
-                   shards: int, dedup: Mapping[str, Any], common: Mapping[str, Any]) -> None:
+def hash_shard(data_dir: str | Path, model_path: str | Path, out_path: str | Path, shard: int,
+               shards: int, dedup: Mapping[str, Any], common: Mapping[str, Any]) -> None:
     """Rule ``dedup_hash_shard``: packed codes for the contiguous index range of shard ``shard`` of ``shards``.
 
     Writes ``out_path`` (.npz): ``start``, ``stop``, ``n_total``, ``codes`` (stop - start, code_dim/8) uint8,
@@ -260,7 +260,7 @@ def hash_shard_job(data_dir: str | Path, model_path: str | Path, out_path: str |
     for key in ("crop", "normalize", "code_dim"):
         if ckpt[key] != dedup[key]:
             raise ValueError(f"{model_path} was trained with {key}={ckpt[key]!r} but config dedup.{key} is "
-                             f"{dedup[key]!r}; rerun rule train_dedup_autoencoder")
+                             f"{dedup[key]!r}; rerun rule dedup_train_autoencoder")
     x, _ = io.read_dataset(data_dir, "train")
     start, stop = shard_range(len(x), shard, shards)
     codes = hash_images(model, x[start:stop], crop=dedup["crop"], normalize=dedup["normalize"],
@@ -496,9 +496,9 @@ def write_subset_dataset(src_x: np.ndarray, src_y: np.ndarray, indices: np.ndarr
         io.write_json(stage / "meta.json", meta)
 
 
-def gather_job(data_dir: str | Path, shard_paths: Sequence[str | Path], out_dir: str | Path,
-               summary_path: str | Path, kept_path: str | Path, removed_path: str | Path,
-               sheet_path: str | Path, dedup: Mapping[str, Any], preset: str) -> dict[str, Any]:
+def gather(data_dir: str | Path, shard_paths: Sequence[str | Path], out_dir: str | Path,
+           summary_path: str | Path, kept_path: str | Path, removed_path: str | Path,
+           sheet_path: str | Path, dedup: Mapping[str, Any], preset: str) -> dict[str, Any]:
     """Rule ``dedup_gather``: bucket the codes, keep the lowest index per bucket, write every output.
 
     Outputs: the de-duplicated dataset ``out_dir`` (meta.json copies the source meta, adds a ``dedup`` block,

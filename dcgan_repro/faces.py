@@ -30,7 +30,7 @@ tight face, so :func:`whole_image_box` takes its centred square as the single bo
 cascade (which needs context around a face: on the LFW crops it fires on only ~17% of them at the defaults).
 The ``min_size`` rule and the cropping/resizing above apply unchanged.
 
-Rules: ``detect_faces_shard`` -> :func:`detect_shard_job`, ``gather_faces`` -> :func:`gather_job`;
+Rules: ``faces_detect_shard`` -> :func:`detect_shard`, ``faces_gather`` -> :func:`gather`;
 :func:`crops_from_boxes` redoes a shard's crops from its boxes JSON without detection (audit, another margin).
 Ingest (:mod:`dcgan_repro.data.ingest`) uses the same decoder with ``pillow_only=True``: the same skip reasons and
 8-bit RGB conversion, Pillow only, so its pixels match torchvision's loaders.
@@ -180,9 +180,9 @@ def shard_items(items: Sequence[str], shard: int, shards: int) -> list[str]:
     return list(items[start:stop])
 
 
-def detect_shard_job(source_dir: str | Path, shard: int, shards: int, faces: Mapping[str, Any],
-                     boxes_path: str | Path, crops_path: str | Path, threads: int = 1) -> dict[str, Any]:
-    """Rule ``detect_faces_shard``: detect and crop the faces of shard ``shard`` of the manifest.
+def detect_shard(source_dir: str | Path, shard: int, shards: int, faces: Mapping[str, Any],
+                 boxes_path: str | Path, crops_path: str | Path, threads: int = 1) -> dict[str, Any]:
+    """Rule ``faces_detect_shard``: detect and crop the faces of shard ``shard`` of the manifest.
 
     Writes ``boxes_path`` (JSON: ``images`` = {image path: {"status": "ok" | skip reason, "boxes": [[x, y, w,
     h], ...] kept, "found": detections before the size rule, "size": [w, h]}}, ``counts``, provenance; crops
@@ -223,7 +223,7 @@ def detect_shard_job(source_dir: str | Path, shard: int, shards: int, faces: Map
 def crops_from_boxes(source_dir: str | Path, boxes_path: str | Path, *, margin: float, image_size: int
                      ) -> np.ndarray:
     """Redo a shard's crops from its boxes JSON without running the detector (e.g. with another ``margin`` or
-    ``image_size``, or to audit them): (N, S, S, 3) uint8 in the order :func:`detect_shard_job` wrote them.
+    ``image_size``, or to audit them): (N, S, S, 3) uint8 in the order :func:`detect_shard` wrote them.
 
     An image that no longer decodes to the size recorded with its boxes is an error naming it.
     """
@@ -236,15 +236,15 @@ def crops_from_boxes(source_dir: str | Path, boxes_path: str | Path, *, margin: 
         if rgb is None or [rgb.shape[1], rgb.shape[0]] != r["size"]:
             got = status if rgb is None else f"size {[rgb.shape[1], rgb.shape[0]]}"
             raise ValueError(f"{boxes_path}: {Path(source_dir) / rel} had size {r['size']} when its boxes were "
-                             f"found, now {got}; rerun rule detect_faces_shard")
+                             f"found, now {got}; rerun rule faces_detect_shard")
         parts.append(crop_faces(rgb, np.asarray(r["boxes"]), margin=margin, image_size=image_size))
     return np.concatenate(parts) if parts else np.zeros((0, image_size, image_size, 3), np.uint8)
 
 
-def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_paths: Sequence[str | Path],
-               out_dir: str | Path, summary_path: str | Path, faces: Mapping[str, Any], preset: str
-               ) -> dict[str, Any]:
-    """Rule ``gather_faces``: concatenate shard crops into the ``faces`` dataset and write a summary.
+def gather(source_dir: str | Path, box_paths: Sequence[str | Path], crop_paths: Sequence[str | Path],
+           out_dir: str | Path, summary_path: str | Path, faces: Mapping[str, Any], preset: str
+           ) -> dict[str, Any]:
+    """Rule ``faces_gather``: concatenate shard crops into the ``faces`` dataset and write a summary.
 
     ``out_dir`` gets ``train_x.npy`` (N, S, S, 3) uint8, ``train_y.npy`` (all -1) and ``meta.json``
     (``stand_in`` copied from the faces_raw meta), written beside it and renamed into place when complete.
@@ -259,7 +259,7 @@ def gather_job(source_dir: str | Path, box_paths: Sequence[str | Path], crop_pat
         x = io.load_npy(cp, mmap=False)
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (size, size, 3):
             raise ValueError(f"{cp}: crops must be uint8 N x {size} x {size} x 3 (faces.image_size), got "
-                             f"{x.dtype} {x.shape}; rerun rule detect_faces_shard")
+                             f"{x.dtype} {x.shape}; rerun rule faces_detect_shard")
         n_boxes = sum(len(r["boxes"]) for r in rec["images"].values())
         if n_boxes != len(x):
             raise ValueError(f"{bp} lists {n_boxes} kept boxes but {cp} holds {len(x)} crops")

@@ -221,16 +221,16 @@ def load_features(path: io.PathLike, *, expected_dim: int | None = None, n_rows:
         raise ValueError(f"feature file {path}: expected float32 N x F, got {x.dtype} {x.shape}")
     if expected_dim is not None and x.shape[1] != expected_dim:
         raise ValueError(f"feature file {path} has {x.shape[1]} dimensions but the model gives {expected_dim}; "
-                         "it was extracted with another model or pool size: re-run extract_features")
+                         "it was extracted with another model or pool size: re-run features_extract")
     if n_rows is not None and x.shape[0] != n_rows:
         raise ValueError(f"feature file {path} has {x.shape[0]} rows but its dataset split has {n_rows} images; "
-                         "re-run extract_features")
+                         "re-run features_extract")
     return x
 
 
 def run_extraction(model_path: io.PathLike, data_dir: io.PathLike, split: str, out_path: io.PathLike,
                    cfg: dict, common: dict) -> np.ndarray:
-    """Rule ``extract_features``: D of ``model_path`` applied to ``data_dir``/``split`` -> ``out_path`` (.npy).
+    """Rule ``features_extract``: D of ``model_path`` applied to ``data_dir``/``split`` -> ``out_path`` (.npy).
 
     ``cfg`` is config ``features`` (pool, bn_stats, bn_batches, batch_size, seed); BN statistics always come from
     the dataset's train split (its labels are never read).

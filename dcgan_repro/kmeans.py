@@ -187,7 +187,7 @@ def _standardize_inplace(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, block:
 
 def kmeans_features(data_dir: io.PathLike, train_out: io.PathLike, test_out: io.PathLike,
                     dictionary_out: io.PathLike, cfg: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
-    """Rule ``kmeans_features``: dictionary from the train split's patches (labels unused), then the train and
+    """Rule ``features_kmeans``: dictionary from the train split's patches (labels unused), then the train and
     test features (float32 N x 4k .npy, CONTRACTS: same format as D's features), standardised with the train
     statistics when ``kmeans.standardize``. ``dictionary_out`` (.npz) keeps the dictionary, the feature
     statistics and the provenance (JSON string under ``provenance``)."""

@@ -1,6 +1,6 @@
 """DCGAN generators and discriminators of Radford, Metz & Chintala (2015), as the authors' code builds them.
 
-Architectures (REFERENCE.md Sec. 3; paper Sec. 3 and Fig. 1), selected by ``run["model"]``:
+Architectures (docs/REFERENCE.md Sec. 3; paper Sec. 3 and Fig. 1), selected by ``run["model"]``:
 
 - ``dcgan64``: faces / LSUN, Newmu/dcgan_code ``faces/train_uncond_dcgan.py``: 5x5 kernels, stride 2, padding 2;
   G projects z with a bias-free Linear, batch-normalises all C*4*4 units (BatchNorm1d), then 4 deconvolutions
@@ -15,7 +15,7 @@ Architectures (REFERENCE.md Sec. 3; paper Sec. 3 and Fig. 1), selected by ``run[
 - ``mnist_cond_mlp``: the permutation-invariant GAN baseline of Table 3 (no code released), see
   :class:`CondMLPGenerator`.
 
-What the authors' code does that the paper leaves out, and this module copies (REFERENCE.md Sec. 2): no bias in
+What the authors' code does that the paper leaves out, and this module copies (docs/REFERENCE.md Sec. 2): no bias in
 any layer; batchnorm eps 1e-8; BN gains N(1, 0.02); weights N(0, 0.02); LeakyReLU slope 0.2; **G's batchnorm
 always uses the statistics of the batch being generated** (the Theano code has no running averages, and samples
 are drawn with batch statistics). Here every BN layer in G is built with ``track_running_stats=False``, so

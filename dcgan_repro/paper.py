@@ -2,7 +2,7 @@
 
 Tables and figure captions import them from here and mark every value taken from here as ``quoted``; nothing
 else in the project types a paper number. Each value names its source (table, row, column or section) so a
-reader can check it against the paper. ``tests/test_tables.py`` parses ``../shared/REFERENCE.md`` section 1 and
+reader can check it against the paper. ``tests/test_tables.py`` parses ``docs/REFERENCE.md`` section 1 and
 checks every number below against it when that file is present.
 
 Units: percentages are stored as percent (82.8 means 82.8 %); ``spread`` is the paper's "(± x %)".
@@ -158,5 +158,5 @@ FIGURE_TITLES = {
 
 
 def all_quoted() -> list[Quoted]:
-    """Every table value above, in table order (what the REFERENCE.md cross-check iterates)."""
+    """Every table value above, in table order (what the docs/REFERENCE.md cross-check iterates)."""
     return [*TABLE1.values(), *TABLE2.values(), *TABLE3.values()]

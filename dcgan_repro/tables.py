@@ -7,7 +7,7 @@ provenance of that number (preset, seed, code version, wall time, data stand-in)
 CSV (for scripts) and as Markdown (for people); the Markdown starts with a plain statement of the preset and of
 any stand-in data, because a demo number next to a paper number invites a comparison that does not hold.
 
-Inputs are the JSON formats of ``docs/CONTRACTS.md`` (``results/svm/*.json``, ``results/mnist/*.json``) and the
+Inputs are the JSON formats of ``docs/CONTRACTS.md`` (``results/svm/*.json``, ``results/mnist_eval/*.json``) and the
 dataset's ``meta.json``. A missing key is an error naming the file and the key. This module needs only pandas
 (and tabulate for Markdown): the table rules run in ``envs/tables.yaml``.
 """
@@ -231,7 +231,7 @@ def _rounded(value: Any, digits: int) -> str:
 
 def table3_mnist(generated: Sequence[dict[str, Any]], real: dict[str, Any], *, preset: str,
                  data_stand_in: str | None = None) -> pd.DataFrame:
-    """Table 3 rows from ``results/mnist/<run>_nn<size>.json`` files and ``results/mnist/real_nn.json``."""
+    """Table 3 rows from ``results/mnist_eval/<run>_nn<size>.json`` files and ``results/mnist_eval/real_nn.json``."""
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for rec in generated:
         run, col = rec["model"], rec["column"]
@@ -373,7 +373,8 @@ def _data_stand_in(data_dir: PathLike | None) -> str | None:
 def build_table1(all_labels: PathLike, per_class: PathLike, data_dir: PathLike | None, csv: PathLike,
                  md: PathLike, *, preset: str, kmeans_all: PathLike | None = None,
                  kmeans_per_class: PathLike | None = None) -> pd.DataFrame:
-    """Rule ``table1_cifar10``: read the CIFAR-10 SVM results (D features, and K-means if given), write Table 1."""
+    """Rule ``tables_table1_cifar10``: read the CIFAR-10 SVM results (D features, and K-means if given), write
+    Table 1."""
     keys = ("test_accuracy_pct", "test_error_ci95_pct", "feature_dim")
     km = {k: load_result(p, keys) if p else None for k, p in (("kmeans_all", kmeans_all),
                                                                ("kmeans_per_class", kmeans_per_class))}
@@ -385,7 +386,7 @@ def build_table1(all_labels: PathLike, per_class: PathLike, data_dir: PathLike |
 
 def build_table2(svm: PathLike, cnn: PathLike, data_dir: PathLike | None, csv: PathLike, md: PathLike, *,
                  preset: str) -> pd.DataFrame:
-    """Rule ``table2_svhn``: read the SVHN SVM and supervised-CNN results, write Table 2."""
+    """Rule ``tables_table2_svhn``: read the SVHN SVM and supervised-CNN results, write Table 2."""
     df = table2_svhn(load_result(svm, ("test_error_pct", "test_error_ci95_pct")),
                      load_result(cnn, ("validation_error_pct", "test_error_pct")), preset=preset,
                      data_stand_in=_data_stand_in(data_dir))
@@ -395,7 +396,7 @@ def build_table2(svm: PathLike, cnn: PathLike, data_dir: PathLike | None, csv: P
 
 def build_table3(generated: Sequence[PathLike], real: PathLike, data_dir: PathLike | None, csv: PathLike,
                  md: PathLike, *, preset: str) -> pd.DataFrame:
-    """Rule ``table3_mnist``: read the 1-NN results (generated and real), write Table 3."""
+    """Rule ``tables_table3_mnist``: read the 1-NN results (generated and real), write Table 3."""
     gen = [load_result(p, ("model", "column", "test_error_pct")) for p in generated]
     df = table3_mnist(gen, load_result(real, ("rows",)), preset=preset, data_stand_in=_data_stand_in(data_dir))
     write_table(df, csv, md, name="table3_mnist", preset=preset)
@@ -443,7 +444,7 @@ def write_index(table_csvs: Sequence[PathLike], out: PathLike, *, preset: str) -
     return text
 
 
-# --- LaTeX and HTML views (rule table_views), rebuilt from the CSV --------------------------------------------
+# --- LaTeX and HTML views (rule tables_views), rebuilt from the CSV -------------------------------------------
 
 def read_table(csv: PathLike) -> pd.DataFrame:
     """A table CSV written by :func:`write_table`, with its column types restored (nullable integers)."""
@@ -508,7 +509,7 @@ def to_html(df: pd.DataFrame, *, name: str, preset: str) -> str:
 
 
 def write_views(csv: PathLike, tex: PathLike, html: PathLike, *, name: str, preset: str) -> pd.DataFrame:
-    """Rule ``table_views``: the LaTeX and HTML versions of a table, from its CSV (atomically)."""
+    """Rule ``tables_views``: the LaTeX and HTML versions of a table, from its CSV (atomically)."""
     if name not in TITLES:
         raise ValueError(f"unknown table '{name}'; known: {sorted(TITLES)}")
     df = read_table(csv)

@@ -11,16 +11,17 @@ order is the order the Theano code builds its parameters, which is the order of 
 * D: the first conv kernel ``dw`` (no BN), then per conv its kernel (C_out, C_in, k, k) and BN gain and bias,
   and the Linear head ``dwy`` (Theano (C*H*W, 1)) last.
 
-Transforms (REFERENCE.md Sec. 3): Theano's ``dnn_conv`` and the gradient-of-conv ``deconv`` use ``conv_mode='conv'``
-(a true convolution: the kernel is flipped relative to PyTorch's cross-correlation), so every conv and deconv
-kernel is ``torch.flip(w, [2, 3])``; a Linear weight is ``w.T`` (Theano computes ``X @ w``); BN gains and biases
-map as they are. No layer has a bias (the authors' nets have none). Shapes are checked strictly, for every array,
-before anything is copied, and an error lists every problem at once.
+Transforms (docs/REFERENCE.md Sec. 3): Theano's ``dnn_conv`` and the gradient-of-conv ``deconv`` use
+``conv_mode='conv'`` (a true convolution: the kernel is flipped relative to PyTorch's cross-correlation), so every
+conv and deconv kernel is ``torch.flip(w, [2, 3])``; a Linear weight is ``w.T`` (Theano computes ``X @ w``); BN
+gains and biases map as they are. No layer has a bias (the authors' nets have none). Shapes are checked strictly,
+for every array, before anything is copied, and an error lists every problem at once.
 
-The released ImageNet set is partial (REFERENCE.md; ../shared/data/weights/README.md): the two 512-channel conv
-kernels of D (arrays 11 and 14) and G's arrays 01, 04, 07 could not be had. Only a *prefix* of D is then
-loadable: :func:`load_discriminator` with ``n_convs=4`` returns a :class:`DiscriminatorPrefix` holding D's first
-four conv layers, whose Sec. 5.1 features are (128+128+256+256) x 16 = 12,288-dimensional instead of 28,672.
+The authors' release (Newmu/dcgan_code ``models/``) is complete; a copy may lack files (the one this project was
+tested with lacks D's two 512-channel conv kernels, arrays 11 and 14, and G's arrays 01, 04, 07). From such a copy
+only a *prefix* of D is loadable: :func:`load_discriminator` with ``n_convs=4`` returns a
+:class:`DiscriminatorPrefix` holding D's first four conv layers, whose Sec. 5.1 features are
+(128+128+256+256) x 16 = 12,288-dimensional instead of 28,672.
 Asking for more than the file holds names the missing files and the largest loadable prefix.
 
 BN running statistics are not part of the release (the authors' nets always normalise with batch statistics):
@@ -56,7 +57,7 @@ from dcgan_repro import io, models
 
 log = logging.getLogger(__name__)
 
-# Run configs (config.yaml runs.<name> architecture keys) of the two released models (REFERENCE.md Sec. 3).
+# Run configs (config.yaml runs.<name> architecture keys) of the two released models (docs/REFERENCE.md Sec. 3).
 RELEASED_RUNS: dict[str, dict[str, Any]] = {
     "svhn32": {"model": "svhn32", "recipe": "paper", "nz": 100, "ngf": 64, "ndf": 64},
     "imagenet32": {"model": "imagenet32", "recipe": "paper", "nz": 256, "ngf": 128, "ndf": 128},

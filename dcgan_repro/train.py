@@ -1,4 +1,4 @@
-"""DCGAN training (paper Sec. 3-4; REFERENCE.md Sec. 2), resumable at any step.
+"""DCGAN training (paper Sec. 3-4; docs/REFERENCE.md Sec. 2), resumable at any step.
 
 Objective: BCE on D's logits; D maximises log D(x) + log(1 - D(G(z))) (code: ``d_cost = bce(p_real, 1) +
 bce(p_gen, 0)``, a sum); G minimises the non-saturating ``bce(D(G(z)), 1)``. Optimiser: Adam(lr, betas=(beta1,
@@ -36,8 +36,7 @@ so raising ``max_steps`` (or setting 0) continues the same run.
 Speed (benchmarks/bench_train.py, against a plain pytorch/examples dcgan/main.py loop with the same nets, batch
 and updates): nets and images in channels_last on every device (same maths, faster oneDNN/cuDNN convolutions),
 G's step with D's weights frozen (no D weight gradients), no ``.item()`` per step, and the memmap data path.
-Measured on the 2-core CPU (width 32, batch 64, one torch thread): 1.40x the reference's images per CPU second
-(1.46x wall); with bf16 autocast 2.26x.
+The measured ratios are in benchmarks/README.md ("Training throughput").
 """
 
 from __future__ import annotations
@@ -462,8 +461,7 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     if cuda:
         torch.backends.cudnn.benchmark = True
     # channels_last for every conv net, on every device and precision: same maths, oneDNN/cuDNN pick faster conv
-    # kernels (measured on this CPU, fp32, 1 thread, CPU ms per D+G step at width 32: dcgan64 822 -> 710,
-    # imagenet32 525 -> 379, svhn32 143 -> 138, mnist_cond_dcgan 65 -> 61). The MLP has no convs.
+    # kernels (per-net step times in benchmarks/README.md). The MLP has no convs.
     mem = torch.channels_last if run["model"] != "mnist_cond_mlp" else None
     netG.to(device, memory_format=mem or torch.contiguous_format).train()
     netD.to(device, memory_format=mem or torch.contiguous_format).train()

@@ -464,10 +464,10 @@ def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stage
     dedup.train_job(tmp_path / "lsun_raw", tmp_path / "ae.pt", dcfg, common)
     shards = [tmp_path / f"codes{i}.npz" for i in range(2)]
     for i, s in enumerate(shards):
-        dedup.hash_shard_job(tmp_path / "lsun_raw", tmp_path / "ae.pt", s, i, 2, dcfg, common)
+        dedup.hash_shard(tmp_path / "lsun_raw", tmp_path / "ae.pt", s, i, 2, dcfg, common)
     out = {k: tmp_path / f"dedup_{k}" for k in ("summary.json", "kept.txt", "removed.csv", "sheet.png")}
-    summary = dedup.gather_job(tmp_path / "lsun_raw", shards, tmp_path / "lsun", out["summary.json"],
-                               out["kept.txt"], out["removed.csv"], out["sheet.png"], dcfg, "test")
+    summary = dedup.gather(tmp_path / "lsun_raw", shards, tmp_path / "lsun", out["summary.json"],
+                           out["kept.txt"], out["removed.csv"], out["sheet.png"], dcfg, "test")
     assert summary["images"] == len(good) and summary["skipped_at_ingest"] == want_skipped
     assert summary["skipped_at_ingest_total"] == len(bad)
     # --- ingest: folder of web images -> faces_raw (undecodable files counted, files of other types too)
@@ -495,9 +495,9 @@ def test_bad_input_of_every_kind_is_decoded_or_skipped_and_counted_in_both_stage
                                               (tmp_path / "faces_raw", {}, want_skipped)):
         parts = [(tmp_path / f"{src.name}_{i}.json", tmp_path / f"{src.name}_{i}.npy") for i in range(2)]
         for i, (b, c) in enumerate(parts):
-            faces.detect_shard_job(src, i, 2, face_cfg, b, c)
-        s = faces.gather_job(src, [b for b, _ in parts], [c for _, c in parts], tmp_path / f"faces_{src.name}",
-                             tmp_path / f"faces_{src.name}.json", face_cfg, "test")
+            faces.detect_shard(src, i, 2, face_cfg, b, c)
+        s = faces.gather(src, [b for b, _ in parts], [c for _, c in parts], tmp_path / f"faces_{src.name}",
+                         tmp_path / f"faces_{src.name}.json", face_cfg, "test")
         assert s == json.loads((tmp_path / f"faces_{src.name}.json").read_text())
         assert s["images_decoded"] == len(good) and s["skipped"] == skipped_here
         assert s["skipped_at_ingest"] == skipped_before

@@ -249,8 +249,8 @@ def test_rule_scripts_train_hash_and_gather_write_the_format(tmp_path):
     src_meta, x = make_lsun_raw(raw)
     cfg = {**CFG, "epochs": 5}
     model = tmp_path / "results/dedup/autoencoder.pt"
-    run_script("train_dedup_autoencoder", fake_snakemake(
-        "train_dedup_autoencoder", tmp_path, input={"data": str(raw)}, output={"model": str(model)},
+    run_script("dedup_train_autoencoder", fake_snakemake(
+        "dedup_train_autoencoder", tmp_path, input={"data": str(raw)}, output={"model": str(model)},
         params={"dedup": cfg, "common": COMMON}))
     ckpt = torch.load(model, weights_only=False)
     assert ckpt["in_dim"] == 3072 and ckpt["code_dim"] == 128 and ckpt["n_train"] == len(x)
@@ -311,19 +311,19 @@ def test_gather_with_no_collisions_and_bad_shards(tmp_path):
     paths = [shard(tmp_path / "a.npz", 0, 6), shard(tmp_path / "b.npz", 6, 10)]
     outs = dict(out_dir=tmp_path / "lsun", summary_path=tmp_path / "s.json", kept_path=tmp_path / "k.txt",
                 removed_path=tmp_path / "r.csv", sheet_path=tmp_path / "c.png")
-    s = dedup.gather_job(raw, paths[::-1], **outs, dedup=CFG, preset="test")  # order of files does not matter
+    s = dedup.gather(raw, paths[::-1], **outs, dedup=CFG, preset="test")  # order of files does not matter
     assert (s["kept"], s["removed"], s["sheet_pairs"]) == (10, 0, []) and "planted" not in s
     assert outs["removed_path"].read_text() == "index,bucket,kept_index\n"
     with Image.open(outs["sheet_path"]) as im:
         assert im.format == "PNG"
     gap = shard(tmp_path / "c.npz", 7, 10)
     with pytest.raises(ValueError, match="c.npz covers images 7..9 but the next expected image is 6"):
-        dedup.gather_job(raw, [paths[0], gap], **outs, dedup=CFG, preset="test")
+        dedup.gather(raw, [paths[0], gap], **outs, dedup=CFG, preset="test")
     other = shard(tmp_path / "d.npz", 6, 10, n=11)
     with pytest.raises(ValueError, match="collection of 11 images but the dataset has 10"):
-        dedup.gather_job(raw, [paths[0], other], **outs, dedup=CFG, preset="test")
+        dedup.gather(raw, [paths[0], other], **outs, dedup=CFG, preset="test")
     with pytest.raises(ValueError, match="cover images 0..5 of 10"):
-        dedup.gather_job(raw, [paths[0]], **outs, dedup=CFG, preset="test")
+        dedup.gather(raw, [paths[0]], **outs, dedup=CFG, preset="test")
 
 
 def test_hash_job_refuses_a_model_trained_with_other_settings(tmp_path):
@@ -332,7 +332,7 @@ def test_hash_job_refuses_a_model_trained_with_other_settings(tmp_path):
     model = tmp_path / "ae.pt"
     dedup.train_job(raw, model, {**CFG, "epochs": 1, "train_images": 20}, COMMON)
     with pytest.raises(ValueError, match="normalize='image' but config dedup.normalize is 'none'"):
-        dedup.hash_shard_job(raw, model, tmp_path / "s.npz", 0, 1, {**CFG, "normalize": "none"}, COMMON)
+        dedup.hash_shard(raw, model, tmp_path / "s.npz", 0, 1, {**CFG, "normalize": "none"}, COMMON)
     with pytest.raises(ValueError, match="dedup.threshold"):
         dedup.train_job(raw, model, {**CFG, "threshold": -1.0}, COMMON)
     assert not (tmp_path / "s.npz").exists()

@@ -153,8 +153,8 @@ def test_rule_scripts_detect_shards_and_gather_write_the_format(tmp_path, astron
     boxes = [tmp_path / f"results/faces/shards/{i:04d}.json" for i in range(2)]
     crops = [tmp_path / f"resources/faces_shards/{i:04d}.npy" for i in range(2)]
     for i in range(2):
-        run_script("detect_faces_shard", fake_snakemake(
-            "detect_faces_shard", tmp_path, input={"source": str(src)},
+        run_script("faces_detect_shard", fake_snakemake(
+            "faces_detect_shard", tmp_path, input={"source": str(src)},
             output={"boxes": str(boxes[i]), "crops": str(crops[i])},
             params={"shard": i, "shards": 2, "faces": CFG}))
     records = {}
@@ -178,8 +178,8 @@ def test_rule_scripts_detect_shards_and_gather_write_the_format(tmp_path, astron
     assert records["b/coffee.jpg"]["boxes"] == []
 
     out = {"data": tmp_path / "resources/data/faces", "summary": tmp_path / "results/faces/summary.json"}
-    run_script("gather_faces", fake_snakemake(
-        "gather_faces", tmp_path, input={"source": str(src), "boxes": [str(b) for b in boxes],
+    run_script("faces_gather", fake_snakemake(
+        "faces_gather", tmp_path, input={"source": str(src), "boxes": [str(b) for b in boxes],
                                          "crops": [str(c) for c in crops]},
         output={k: str(v) for k, v in out.items()}, params={"faces": CFG, "preset": "test"}))
     x, y = io.read_dataset(out["data"], "train")
@@ -211,8 +211,8 @@ def test_shards_split_the_manifest_like_array_split_and_bad_settings_fail_clearl
     io.save_npy(tmp_path / "c0.npy", np.zeros((2, 32, 32, 3), np.uint8))
     io.write_json(tmp_path / "b0.json", {"images": {}, "counts": {}})
     with pytest.raises(ValueError, match="faces.image_size"):
-        faces.gather_job(tmp_path, [tmp_path / "b0.json"], [tmp_path / "c0.npy"], tmp_path / "out",
-                         tmp_path / "s.json", CFG, "test")
+        faces.gather(tmp_path, [tmp_path / "b0.json"], [tmp_path / "c0.npy"], tmp_path / "out",
+                     tmp_path / "s.json", CFG, "test")
     assert not (tmp_path / "out").exists() and not (tmp_path / "s.json").exists()
 
 

@@ -72,7 +72,7 @@ def test_encode_is_chunk_independent(monkeypatch):
     np.testing.assert_allclose(kmeans.encode(x, dic, CFG), whole, rtol=1e-5, atol=1e-4)
 
 
-def test_kmeans_features_rule(tmp_path):
+def test_features_kmeans_rule(tmp_path):
     data = tmp_path / "cifar10"
     io.write_dataset(data, "train", _images(50), np.arange(50) % 10)
     io.write_dataset(data, "test", _images(20, seed=2), np.arange(20) % 10)

@@ -3,7 +3,7 @@ fp32 and bf16 candidate passes, with crafted ties, near-ties and duplicates; the
 integer (and a float64) brute force on 8-bit images with planted ties, near-ties and duplicates. sampler.py: the fast
 MNIST DCGAN sampler is the module forward (exact in float64) and gives the same 1-NN. protocol.py: its pieces (balanced
 labels, the authors' split from dcgan_repro.splits); evaluate_real / evaluate_generated / select_epoch end to end on
-tiny data; checkpoint refusal; and, where ../shared/data exists, the real-MNIST 1-NN error of REFERENCE.md (3.09%
+tiny data; checkpoint refusal; and, where ../shared/data exists, the real-MNIST 1-NN error of docs/REFERENCE.md (3.09%
 with all 60k training images)."""
 
 from __future__ import annotations
@@ -436,7 +436,7 @@ def test_select_epoch_reads_validation_only_and_the_evaluation_scores_the_choice
     assert out["provenance"]["inputs"]["model"] == {snaps[best]: io.checksum(snaps[best])}
     # a selection that names another epoch than its file holds is refused
     io.write_json(tmp_path / "bad.json", {**sel, "selected_epoch": best % 3 + 1})
-    with pytest.raises(ValueError, match="select_epoch_mnist"):
+    with pytest.raises(ValueError, match="mnist_eval_select_epoch"):
         P.evaluate_generated(tmp_path / "model.pt", tmp_path / "mnist", 200, EVAL, tmp_path / "o2.json",
                                    COMMON, "50K", run=RUN, selection=tmp_path / "bad.json")
 
@@ -445,7 +445,7 @@ def test_select_epoch_reads_validation_only_and_the_evaluation_scores_the_choice
 
 @pytest.mark.shared_data
 def test_real_mnist_1nn_error_is_3_09_percent(shared_data, tmp_path):
-    """REFERENCE.md Sec. 1: 1-NN on all 60,000 real training images -> 3.09% test error ("Real Data 3.1%")."""
+    """docs/REFERENCE.md Sec. 1: 1-NN on all 60,000 real training images -> 3.09% test error ("Real Data 3.1%")."""
     from torchvision.datasets import MNIST
 
     root = shared_data / "mnist"
@@ -457,7 +457,7 @@ def test_real_mnist_1nn_error_is_3_09_percent(shared_data, tmp_path):
                                 COMMON)
     rows = {r["n_train"]: r for r in out["rows"]}
     assert rows[60000]["test_error_pct"] == pytest.approx(3.09, abs=1e-9)
-    assert 3.31 <= rows[50000]["test_error_pct"] <= 3.34  # REFERENCE.md: 3.31-3.34% on 50k of them
+    assert 3.31 <= rows[50000]["test_error_pct"] <= 3.34  # docs/REFERENCE.md: 3.31-3.34% on 50k of them
 
 
 # --- sampler: the fast MNIST DCGAN forward ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""dcgan_repro.models: architectures against REFERENCE.md Sec. 3 (shapes, parameter counts computed by hand,
+"""dcgan_repro.models: architectures against docs/REFERENCE.md Sec. 3 (shapes, parameter counts computed by hand,
 feature sizes), the authors' init, batch-statistics sampling, conditioning, pixel ranges and checkpoints."""
 
 from __future__ import annotations

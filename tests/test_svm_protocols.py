@@ -98,7 +98,7 @@ def test_protocol_draws_labels_per_class_and_never_selects_on_test(tmp_path, mon
     monkeypatch.setattr(solvers, "fit_l2svm", spy_fit)
     monkeypatch.setattr(io, "load_npy", spy_load)
     out = tmp_path / "res" / "svm_svhn_1000.json"
-    res = protocols.fit_and_score("svm_svhn_1000", ftr, fte, d, CFG, out, COMMON)
+    res = protocols.fit("svm_svhn_1000", ftr, fte, d, CFG, out, COMMON)
 
     fits = [e for e in events if e[0] == "fit"]
     assert len(fits) == 3 * 3 + 4  # every C on every selection draw, then the final draws
@@ -125,7 +125,7 @@ def test_protocol_draws_labels_per_class_and_never_selects_on_test(tmp_path, mon
     rng = np.random.default_rng(9)
     io.save_npy(fte, rng.normal(0, 5, Xte.shape).astype(np.float32))
     io.write_dataset(d, "test", np.zeros((len(yte), 2, 2, 3), np.uint8), rng.permutation(yte))
-    res2 = protocols.fit_and_score("svm_svhn_1000", ftr, fte, d, CFG, tmp_path / "res" / "again.json", COMMON)
+    res2 = protocols.fit("svm_svhn_1000", ftr, fte, d, CFG, tmp_path / "res" / "again.json", COMMON)
     assert (res2["C"], res2["validation_error_pct"]) == (res["C"], res["validation_error_pct"])
     assert res2["test_error_pct"] > 50
 
@@ -137,7 +137,7 @@ def test_all_labels_protocol_refits_on_all_training_data(tmp_path, monkeypatch):
     sizes: list[int] = []
     real_fit = solvers.fit_l2svm
     monkeypatch.setattr(solvers, "fit_l2svm", lambda X, y, C, **kw: sizes.append(len(y)) or real_fit(X, y, C, **kw))
-    res = protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, CFG, tmp_path / "all.json", COMMON)
+    res = protocols.fit("svm_cifar10_all", ftr, fte, d, CFG, tmp_path / "all.json", COMMON)
     assert sizes == [300 - 60] * 3 + [300]  # pool for each C, then all training images incl. validation
     assert (res["draws"], res["labels_per_class"], res["test_error_ci95_pct"]) == (1, None, None)
     assert res["features"] == "imagenet32" and res["stand_in"] is None
@@ -154,17 +154,17 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     cfg = dict(CFG, validation_size=10, cifar10_labels_per_class=8)
     with pytest.raises(ValueError, match=r"cannot draw 8 labels per class .*class 2 \(c2\) has [0-5] images "
                        r".*lower svm.cifar10_labels_per_class"):
-        protocols.fit_and_score("svm_cifar10_400pc", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_cifar10_400pc", ftr, fte, d, cfg, out, COMMON)
     with pytest.raises(ValueError, match="unknown SVM protocol 'svm_mnist'; allowed: svm_svhn_1000"):
-        protocols.fit_and_score("svm_mnist", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_mnist", ftr, fte, d, cfg, out, COMMON)
     with pytest.raises(ValueError, match="needs dataset 'svhn' but .* holds 'cifar10'"):
-        protocols.fit_and_score("svm_svhn_1000", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_svhn_1000", ftr, fte, d, cfg, out, COMMON)
     io.save_npy(fte, np.zeros((9, 7), np.float32))
     with pytest.raises(ValueError, match="different models"):
-        protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
     io.save_npy(ftr, Xtr[:-1])
     with pytest.raises(ValueError, match="has 64 rows but its dataset split has 65"):
-        protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
     assert not out.exists() and not list(tmp_path.glob(".out.json*"))
 
 
@@ -182,12 +182,12 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     monkeypatch.setattr(solvers, "fit_l2svm", lambda *a, **k: pytest.fail("fitted despite bad input"))
     with pytest.raises(ValueError, match=r"feature file .*train.npy has 6 dimensions but the 'imagenet32' "
                        r"discriminator \(runs.imagenet32: .*ndf 4\) with features.pool = 4 gives 896"):
-        protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, CFG, out, COMMON, feature_model=run, feature_pool=4)
+        protocols.fit("svm_cifar10_all", ftr, fte, d, CFG, out, COMMON, feature_model=run, feature_pool=4)
     for grid in ([], [1e-3, 0.0], [1e-3, 1e-2, 1e-3], [float("inf")]):
         with pytest.raises(ValueError, match=r"svm.c_grid = .*: needs one or more distinct positive finite"):
-            protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
+            protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
     with pytest.raises(ValueError, match="svm.solver must be one of auto, dual_cd, torch, liblinear, got 'sgd'"):
-        protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
+        protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
     assert not out.exists()
     # features of the right length pass, with either solver
     monkeypatch.setattr(solvers, "fit_l2svm", real_fit)
@@ -195,8 +195,8 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     io.save_npy(ftr, np.c_[Xtr, rng.normal(0, 1, (len(Xtr), 890))].astype(np.float32))
     io.save_npy(fte, np.c_[Xte, rng.normal(0, 1, (len(Xte), 890))].astype(np.float32))
     for solver in solvers.SOLVERS:
-        res = protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
-                                feature_model=run, feature_pool=4)
+        res = protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
+                      feature_model=run, feature_pool=4)
         used = solvers.resolve_solver(solver, len(Xtr))  # auto: dual_cd for this small set
         assert res["feature_dim"] == 896 and res["solver"] == solvers.SOLVER_NAMES[used]
         assert used == ("dual_cd" if solver == "auto" else solver)
@@ -231,7 +231,7 @@ def test_raw_pixels_on_real_cifar10_match_linearsvc(shared_data, tmp_path):
     ytr, yte = npz["y_train"].astype(np.int64), npz["y_test"].astype(np.int64)
     d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, yte, xtr, xte)
     cfg = dict(CFG, c_grid=[1e-3, 1e-2], validation_size=1000)
-    res = protocols.fit_and_score("svm_cifar10_all", ftr, fte, d, cfg, tmp_path / "r.json", COMMON)
+    res = protocols.fit("svm_cifar10_all", ftr, fte, d, cfg, tmp_path / "r.json", COMMON)
     direct = LinearSVC(C=res["C"]).fit(xtr, ytr)
     direct_err = 100 * np.mean(direct.predict(xte) != yte)
     assert abs(res["test_error_pct"] - direct_err) <= 0.3

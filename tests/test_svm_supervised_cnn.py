@@ -52,10 +52,10 @@ def test_supervised_cnn_on_svhn_architecture(tmp_path):
            "dropout_range": [0.0, 0.2], "weight_decay_range": [1e-6, 1e-5]}
     cfg = dict(CFG, validation_size=60, svhn_labels_per_class=15)
     out = tmp_path / "cnn.json"
-    res = supervised_cnn.train_supervised_cnn(d, out, cnn, cfg, run, COMMON)
+    res = supervised_cnn.train(d, out, cnn, cfg, run, COMMON)
     assert json.loads(out.read_text())["protocol"] == "supervised_cnn_svhn_1000"
     assert len(res["trials"]) == 2 and res["stand_in"] == "toy"
     assert res["validation_error_pct"] == min(t["validation_error_pct"] for t in res["trials"])
     assert res["validation_error_pct"] < 25 and res["test_error_pct"] < 25  # chance: 50%
-    res2 = supervised_cnn.train_supervised_cnn(d, tmp_path / "cnn2.json", cnn, cfg, run, COMMON)
+    res2 = supervised_cnn.train(d, tmp_path / "cnn2.json", cnn, cfg, run, COMMON)
     assert res2["trials"] == res["trials"]  # seeded: the same search again

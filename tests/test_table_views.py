@@ -1,4 +1,4 @@
-"""LaTeX and HTML versions of the tables (rule table_views), rebuilt from the CSV."""
+"""LaTeX and HTML versions of the tables (rule tables_views), rebuilt from the CSV."""
 
 from __future__ import annotations
 

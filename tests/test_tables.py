@@ -1,4 +1,4 @@
-"""Tables 1-3 from hand-written result files, and paper.py against ../shared/REFERENCE.md."""
+"""Tables 1-3 from hand-written result files, and paper.py against docs/REFERENCE.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import write_json_file as write
 from dcgan_repro import paper, tables
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "REFERENCE.md"
+REFERENCE = REPO / "docs" / "REFERENCE.md"
 STAND_IN = "scikit-learn load_digits (real handwritten digits, 8x8 upscaled to 28x28) standing in for MNIST"
 
 
@@ -128,7 +128,7 @@ def test_preset_statement():
     assert s == "Preset 'demo': numbers come from X standing in for Y; they are NOT comparable to the paper."
 
 
-# --- paper.py against REFERENCE.md section 1 ---------------------------------------------------------------
+# --- paper.py against docs/REFERENCE.md section 1 ---------------------------------------------------------------
 
 
 def _norm(name: str) -> str:
@@ -142,8 +142,6 @@ def _pct(cell: str) -> float | None:
 
 @pytest.fixture(scope="module")
 def reference() -> str:
-    if not REFERENCE.is_file():
-        pytest.skip(f"{REFERENCE} is absent (the paper-number cross-check runs only where ../shared exists)")
     return REFERENCE.read_text().split("## 2.")[0]
 
 
@@ -188,7 +186,7 @@ def test_every_table2_number_matches_reference(reference):
 
 
 def test_other_quoted_facts_appear_in_reference(reference):
-    flat = REFERENCE.read_text().replace(",", "")  # 28672 is stated in REFERENCE.md Sec. 3-4
+    flat = REFERENCE.read_text().replace(",", "")  # 28672 is stated in docs/REFERENCE.md Sec. 3-4
     reference = " ".join(reference.split())  # captions wrap across lines
     for number in (paper.CIFAR10_FEATURE_DIM.value, paper.LSUN_DUPLICATES_REMOVED.value, paper.FACES_BOXES.value):
         assert str(int(number)) in flat

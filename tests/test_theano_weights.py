@@ -113,7 +113,7 @@ def test_foreign_pickles_refused(tmp_path):
 def test_released_svhn_model_loads_and_its_d_prefers_its_g(shared_data):
     """With the documented flip, the released D finds the released G's samples far more realistic than those of
     the same G loaded without the flip (a wrong convention breaks the pair). The figure rule
-    ``authors_svhn_samples`` shows the samples are house numbers (checked by eye)."""
+    ``figures_authors_svhn_samples`` shows the samples are house numbers (checked by eye)."""
     folder = shared_data / "weights" / "dcgan_code_svhn"
     netG = tw.load_generator(folder)
     netD = tw.load_discriminator(folder)

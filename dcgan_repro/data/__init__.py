@@ -1,9 +1,9 @@
 """The data stage: every dataset of the paper in the common training format (docs/CONTRACTS.md, "Datasets").
 
-Stage word ``data``: rule ``ingest`` (workflow/rules/data.smk, script workflow/scripts/ingest.py), config section
-``data``. One module per concern:
+Stage word ``data``: rule ``data_ingest`` (workflow/rules/data.smk, script workflow/scripts/data_ingest.py), config
+section ``data``. One module per concern:
 
-- :mod:`dcgan_repro.data.ingest`: the entry point :func:`~dcgan_repro.data.ingest.ingest` (rule ``ingest``),
+- :mod:`dcgan_repro.data.ingest`: the entry point :func:`~dcgan_repro.data.ingest.ingest` (rule ``data_ingest``),
   the dataset names and allowed sources, the build-beside-then-rename of each folder, the real sources (MNIST,
   CIFAR-10, SVHN via torchvision; the LSUN LMDB; an ImageNet folder; CelebA or a folder of web images for the
   face stage) and the streaming decode of image sources into memory-mapped .npy files.

@@ -1,6 +1,6 @@
 """Dataset ingest: every dataset of the paper into the common training format (docs/CONTRACTS.md, "Datasets").
 
-One entry point, :func:`ingest`, used by rule ``ingest``. Each dataset folder holds ``<split>_x.npy`` (uint8
+One entry point, :func:`ingest`, used by rule ``data_ingest``. Each dataset folder holds ``<split>_x.npy`` (uint8
 N x H x W x C), ``<split>_y.npy`` (int64, -1 = no label) and ``meta.json`` (with ``provenance``); ``faces_raw``
 holds source images plus ``manifest.txt`` instead of arrays. A folder is built beside its final path and renamed
 into place only when complete, so a failed or killed ingest never leaves a folder that looks finished.
@@ -25,7 +25,7 @@ Resizing (LSUN, ImageNet): short side resized to ``image_size`` with antialiased
 centre crop, exactly torchvision ``Resize(size)`` + ``CenterCrop(size)`` on PIL images
 (:func:`dcgan_repro.images.resize_center_crop`; the pytorch/examples DCGAN LSUN pipeline; for ImageNet the
 "min-resized centre crops" of Sec. 4.3 with the bilinear filter of the training script matching the authors'
-released 32x32 model, REFERENCE.md Sec. 3). Decoding (:func:`dcgan_repro.images.decode_image` with
+released 32x32 model, docs/REFERENCE.md Sec. 3). Decoding (:func:`dcgan_repro.images.decode_image` with
 ``pillow_only``, so pixels equal torchvision's Pillow loaders; the face stage uses the same decoder) turns
 grayscale, CMYK, palette and 16-bit images into 8-bit RGB; images that cannot be decoded (zero bytes, truncated,
 corrupt, not an image, over ``images.MAX_PIXELS``) are skipped, never a crash, and counted by reason
@@ -59,7 +59,7 @@ from dcgan_repro.data.download import DataError, DownloadError
 log = logging.getLogger(__name__)
 
 DATASETS = ("mnist", "cifar10", "svhn", "lsun_raw", "imagenet", "faces_raw")
-# config.yaml data.<key> section of each dataset (rule ingest passes it as params.data)
+# config.yaml data.<key> section of each dataset (rule data_ingest passes it as params.data)
 CONFIG_KEY = {"lsun_raw": "lsun", "faces_raw": "faces"}
 SOURCES = {
     "mnist": ("download", "demo"),

@@ -1,10 +1,11 @@
 """The figures stage: Figures 2-11 of Radford, Metz & Chintala (2015), sample sheets and the Sec. 6 visualisations.
 
 Rules in ``workflow/rules/figures.smk`` (each a thin ``workflow/scripts/<rule>.py``), settings in the config
-section ``figures``, outputs in ``results/figures/`` (PNG + PDF each). One function per rule, named as the rule,
-plus the pieces it is made of, each usable and tested on its own::
+section ``figures``, outputs in ``results/figures/`` (PNG + PDF each). One function per rule, named as the rule
+without its stage word (rule ``figures_fig04_interpolation`` -> :func:`.interpolation.fig04_interpolation`), plus the
+pieces it is made of, each usable and tested on its own::
 
-    module              paper figure                            rule = function
+    module              paper figure                            function (rule: figures_<function>)
     sample_sheets.py    Figs. 2, 3, 10, 11                      sample_sheet
                         the authors' SVHN samples (no number)   authors_svhn_samples
     interpolation.py    Fig. 4                                  fig04_interpolation
@@ -17,7 +18,7 @@ plus the pieces it is made of, each usable and tested on its own::
     cli.py              Fig. 6 boxes, Fig. 7 exemplars by hand  - (python -m dcgan_repro.figures make-box-template
                                                                    | exemplar-pool)
 
-Figures are deterministic from ``figures.seed``. What the paper does not specify (REFERENCE.md Sec. 6: no code
+Figures are deterministic from ``figures.seed``. What the paper does not specify (docs/REFERENCE.md Sec. 6: no code
 exists for Figs. 5-8) is chosen here and documented at each function: guided backpropagation (Springenberg et al.
 2014) from the maximal spatial response of each of the first 6 channels of D's last conv layer; the window
 classifier's features and negatives; the automatic exemplar choice of Figs. 7 and 8 (OpenCV cascades, with

@@ -1,7 +1,7 @@
-"""Figs. 7 and 8 (Sec. 6.3.2, rules ``fig07_vector_arithmetic`` and ``fig08_turn_vector``): vector arithmetic on
-face samples and a 'turn' vector.
+"""Figs. 7 and 8 (Sec. 6.3.2, rules ``figures_fig07_vector_arithmetic`` and ``figures_fig08_turn_vector``): vector
+arithmetic on face samples and a 'turn' vector.
 
-The paper picked its exemplars by hand and gives no code (REFERENCE.md Sec. 6). Here they are picked
+The paper picked its exemplars by hand and gives no code (docs/REFERENCE.md Sec. 6). Here they are picked
 automatically from a pool of ``figures.exemplar_pool`` samples by OpenCV Haar cascades (loaded with
 ``faces.load_cascade``), with documented fallbacks, unless ``figures.exemplar_ids`` lists them; the pool with
 each sample's index, to choose from, is written by :func:`exemplar_pool_sheet`::

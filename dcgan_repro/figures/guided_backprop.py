@@ -1,6 +1,6 @@
-"""Fig. 5 (Sec. 6.2, rule ``fig05_guided_backprop``): guided backpropagation (Springenberg et al. 2014) of the
+"""Fig. 5 (Sec. 6.2, rule ``figures_fig05_guided_backprop``): guided backpropagation (Springenberg et al. 2014) of the
 maximal spatial response of each of the first 6 channels of D's last conv layer, trained D beside a fresh one.
-The paper gives no code for it (REFERENCE.md Sec. 6); the choices are documented at each function."""
+The paper gives no code for it (docs/REFERENCE.md Sec. 6); the choices are documented at each function."""
 
 from __future__ import annotations
 

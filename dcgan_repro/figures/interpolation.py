@@ -1,4 +1,5 @@
-"""Fig. 4 (Sec. 6.1, rule ``fig04_interpolation``): walking in the latent space, linear paths through random z."""
+"""Fig. 4 (Sec. 6.1, rule ``figures_fig04_interpolation``): walking in the latent space, linear paths through
+random z."""
 
 from __future__ import annotations
 

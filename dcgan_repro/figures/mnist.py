@@ -1,4 +1,4 @@
-"""Fig. 9 (Sec. 8.1, rule ``fig09_mnist_samples``): real MNIST, the GAN baseline and the DCGAN side by side."""
+"""Fig. 9 (Sec. 8.1, rule ``figures_fig09_mnist_samples``): real MNIST, the GAN baseline and the DCGAN side by side."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Figs. 2, 3, 10, 11 (rule ``sample_sheet``) and the authors' SVHN samples (rule ``authors_svhn_samples``): grids
-of samples drawn with ``models.generate`` (batch statistics, the authors' sampling) from ``figures.seed``."""
+"""Figs. 2, 3, 10, 11 (rule ``figures_sample_sheet``) and the authors' SVHN samples (rule
+``figures_authors_svhn_samples``): grids of samples drawn with ``models.generate`` (batch statistics, the authors'
+sampling) from ``figures.seed``."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def sample_sheet(model: PathLike, data_dir: PathLike | None, png: PathLike, pdf:
 
 def authors_svhn_samples(netG: nn.Module, source: PathLike, png: PathLike, pdf: PathLike, *,
                          figures: dict[str, Any], common: dict[str, Any]) -> Layout:
-    """Rule ``authors_svhn_samples``: a ``grid_rows x grid_cols`` sheet drawn by the authors' released SVHN G,
+    """Rule ``figures_authors_svhn_samples``: a ``grid_rows x grid_cols`` sheet drawn by the authors' released SVHN G,
     ``netG``: their weights (``source``, the ``200_gen_params.jl``) loaded by ``theano_weights.load_generator``
     into our :class:`~dcgan_repro.models.ProjectedGenerator`.
 

@@ -1,6 +1,6 @@
-"""Fig. 6 (Sec. 6.3.1, rule ``fig06_window_dropout``): forgetting to draw windows. A logistic regression finds
+"""Fig. 6 (Sec. 6.3.1, rule ``figures_fig06_window_dropout``): forgetting to draw windows. A logistic regression finds
 the 'window' feature maps of G's second-highest conv layer from boxes drawn on samples; new samples are shown
-with and without those maps. The paper gives no code for it (REFERENCE.md Sec. 6): the classifier's features
+with and without those maps. The paper gives no code for it (docs/REFERENCE.md Sec. 6): the classifier's features
 and negatives are chosen here and documented at each function.
 
 Window boxes (``figures.window_boxes``): a JSON file ::

@@ -7,10 +7,10 @@ Config section ``mnist_eval``; rules in ``workflow/rules/mnist_eval.smk``. One c
 - ``sampler.py``: fast class-conditional sampling of the MNIST DCGAN (``CondDCGANSampler``, ``iter_generate``):
   ``models.CondDCGANGenerator``'s forward rearranged, the same samples up to float rounding. Depends on
   ``models``, never the other way round.
-- ``protocol.py``: the Table 3 protocol and the rule entry points: ``select_epoch`` (rule ``select_epoch_mnist``,
-  epoch selection on the validation split), ``evaluate_generated`` (rule ``nn_eval_generated``, 1-NN on generated
-  samples @50K / @10M), ``evaluate_real`` (rule ``nn_eval_real``, the Real Data row), ``selected_model`` (rule
-  ``fig09_mnist_samples``).
+- ``protocol.py``: the Table 3 protocol and the rule entry points: ``select_epoch`` (rule ``mnist_eval_select_epoch``,
+  epoch selection on the validation split), ``evaluate_generated`` (rule ``mnist_eval_generated``, 1-NN on generated
+  samples @50K / @10M), ``evaluate_real`` (rule ``mnist_eval_real``, the Real Data row), ``selected_model`` (rule
+  ``figures_fig09_mnist_samples``).
 
 The validation split itself is a data fact shared with training: ``dcgan_repro.splits``.
 """

@@ -7,9 +7,9 @@ the test set is Table 3; the validation split (60k train shuffled with seed 42, 
 authors scored during training and is the only number model selection may use. ``nnd_score`` (the mean distance
 from each real image to its nearest generated sample) is reported too.
 
-- :func:`select_epoch` (rule ``select_epoch_mnist``): the snapshot epoch with the lowest validation error;
-- :func:`evaluate_generated` (rule ``nn_eval_generated``): 1-NN on generated samples, "@50K" / "@10M";
-- :func:`evaluate_real` (rule ``nn_eval_real``): the "Real Data" row, 1-NN on real training images;
+- :func:`select_epoch` (rule ``mnist_eval_select_epoch``): the snapshot epoch with the lowest validation error;
+- :func:`evaluate_generated` (rule ``mnist_eval_generated``): 1-NN on generated samples, "@50K" / "@10M";
+- :func:`evaluate_real` (rule ``mnist_eval_real``): the "Real Data" row, 1-NN on real training images;
 - :func:`selected_model`: the model file a selection chose (Fig. 9 draws it).
 
 The 10M-sample column needs 10M x 20k distances: the search (``mnist_eval.search``) streams the generated
@@ -150,7 +150,7 @@ def select_epoch(model_path: io.PathLike, summary_path: io.PathLike, data_dir: i
     Every generator snapshot of the run (``ckpt["snapshots"]``, plus the final model when it is not one) is
     scored as the authors' training loop scored it: a 1-NN fitted on ``eval_cfg["select_samples"]`` generated
     samples classifies the 10k validation images (seed-42 split, never trained on). The epoch with the lowest
-    validation error is selected (ties: the later epoch). Writes ``results/mnist/<run>_selection.json``
+    validation error is selected (ties: the later epoch). Writes ``results/mnist_eval/<run>_selection.json``
     (docs/CONTRACTS.md) with every candidate's validation error, the epochs trained and the training wall time
     (from ``train_summary.json``); :func:`evaluate_generated` then scores the selected snapshot on the test set.
     """
@@ -200,10 +200,11 @@ def select_epoch(model_path: io.PathLike, summary_path: io.PathLike, data_dir: i
 
 
 def selected_model(selection: io.PathLike) -> str:
-    """The model file :func:`select_epoch` chose (``selected_path`` of ``results/mnist/<run>_selection.json``)."""
+    """The model file :func:`select_epoch` chose (``selected_path`` of ``results/mnist_eval/<run>_selection.json``)."""
     sel = io.read_json(selection)
     if not isinstance(sel, dict) or "selected_path" not in sel:
-        raise ValueError(f"{selection} is not a model-selection file (no 'selected_path'); rerun select_epoch_mnist")
+        raise ValueError(f"{selection} is not a model-selection file (no 'selected_path'); "
+                         "rerun mnist_eval_select_epoch")
     return str(sel["selected_path"])
 
 
@@ -232,7 +233,7 @@ def evaluate_generated(model_path: io.PathLike, data_dir: io.PathLike, n_samples
     netG, ckpt = _conditional_generator(scored, device, run)
     if sel is not None and (sel["model"] != ckpt["name"] or int(sel["selected_epoch"]) != int(ckpt["epoch"])):
         raise ValueError(f"{selection} selects run {sel['model']!r} epoch {sel['selected_epoch']}, but {scored} "
-                         f"holds run {ckpt['name']!r} epoch {ckpt['epoch']}; rerun rule select_epoch_mnist")
+                         f"holds run {ckpt['name']!r} epoch {ckpt['epoch']}; rerun rule mnist_eval_select_epoch")
     meta = io.read_meta(data_dir)
     test_x, test_y = _read_split(data_dir, "test")
     train_x, train_y = _read_split(data_dir, "train")
@@ -275,7 +276,7 @@ def evaluate_real(data_dir: io.PathLike, eval_cfg: dict[str, Any], out_path: io.
                   common: dict[str, Any]) -> dict[str, Any]:
     """Table 3 "Real Data": exact 1-NN fitted on real training images, all of them and the authors' 50k split.
 
-    On MNIST the all-60k row is 3.09% test error (REFERENCE.md Sec. 1; the paper's "3.1%"). Writes the
+    On MNIST the all-60k row is 3.09% test error (docs/REFERENCE.md Sec. 1; the paper's "3.1%"). Writes the
     CONTRACTS JSON ``{"rows": [...], "stand_in", "provenance"}`` to ``out_path`` and returns it.
     """
     t0 = time.time()

@@ -36,9 +36,8 @@ class CondDCGANSampler:
     - deconv1 in channels_last (oneDNN's fast layout on CPU), BN batch statistics on a (groups, group * H * W, C)
       view; deconv2 (64 -> 1 channel, slow as a oneDNN deconv) as one matmul and a col2im (``F.fold``).
 
-    Measured on one Xeon core (AVX512-BF16, no AMX; the other core busy): 454 us/sample in fp32 against 732 for
-    the module forward in bf16 autocast (benchmarks/bench_nn_eval.py); fp32 is the faster precision on such a
-    CPU. Any autocast context of the caller applies to its matmuls and deconv as to the module's; BN runs in the
+    In fp32 it beats the module forward in bf16 autocast on a CPU without AMX (benchmarks/README.md, "MNIST
+    sampler"). Any autocast context of the caller applies to its matmuls and deconv as to the module's; BN runs in the
     weights' dtype (fp32 for a trained G; float64 after ``netG.double()``, with float64 z, as the tests check).
     """
 

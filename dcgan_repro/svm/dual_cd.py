@@ -5,11 +5,10 @@ Gram matrix of the rows (:func:`gram_matrix`, :class:`_GramRows`), or streaming 
 
 The label-draw protocols fit 1,000-4,000 rows of 7,168-28,672 features ~170 times each (10 selection draws x
 7 values of C + 100 final draws). There the primal problem is badly conditioned (non-negative, strongly
-correlated features): measured on the benchmark's features at 2,000 x 28,672, C = 1e-3, 1 thread, liblinear's
-own primal TRON (LinearSVC(dual=False)) took 248 s and 102 Newton iterations, our TRON 343 s, while
-liblinear's dual coordinate descent (LinearSVC(dual=True), what the authors' 2015 scikit-learn ran) took
-36 s. :func:`_dual_cd` is that algorithm on the N x N Gram matrix, computed once per draw and shared by every
-C: each coordinate step then costs O(N K) instead of O(F K).
+correlated features), and liblinear's dual coordinate descent (LinearSVC(dual=True), what the authors' 2015
+scikit-learn ran) beats the primal Newton methods there by about 7x (benchmarks/README.md, "Dual coordinate
+descent vs primal solvers"). :func:`_dual_cd` is that algorithm on the N x N Gram matrix, computed once per draw
+and shared by every C: each coordinate step then costs O(N K) instead of O(F K).
 
 Imports go one way: :mod:`dcgan_repro.svm.solvers` uses this module, never the reverse.
 """

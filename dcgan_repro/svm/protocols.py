@@ -4,7 +4,7 @@ Each protocol fits one-vs-rest L2-SVMs with :func:`dcgan_repro.svm.solvers.fit_l
 objective) and scores the linear models ``argmax(X W^T + b)`` by streaming feature rows from memory maps, one pass
 over a split for many models at once (:func:`error_pct`).
 
-Protocols (rule ``fit_svm``, wildcard ``protocol``, :func:`fit_and_score`; REFERENCE.md Sec. 4):
+Protocols (rule ``svm_fit``, wildcard ``protocol``, :func:`fit`; docs/REFERENCE.md Sec. 4):
 
 * ``svm_svhn_1000`` (Table 2): SVHN train shuffled with ``svm.seed``; the first ``validation_size`` images are
   the validation set, the rest the labelled pool. C is chosen from ``c_grid`` by the mean validation error over
@@ -127,7 +127,7 @@ def _open_features(path: io.PathLike, n_rows: int) -> np.ndarray:
         raise ValueError(f"feature file {path}: expected float32 N x F, got {x.dtype} {x.shape}")
     if len(x) != n_rows:
         raise ValueError(f"feature file {path} has {len(x)} rows but its dataset split has {n_rows} labelled "
-                         "images; re-run extract_features")
+                         "images; re-run features_extract")
     return x
 
 
@@ -224,10 +224,10 @@ def _labels(data_dir: io.PathLike, split: str) -> np.ndarray:
     return y
 
 
-def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLike,
-                  data_dir: io.PathLike, svm_cfg: dict, out_path: io.PathLike, common: dict,
-                  feature_model: dict | None = None, feature_pool: int = 4) -> dict[str, Any]:
-    """Rule ``fit_svm``: run one protocol of :data:`PROTOCOLS`, write its JSON (docs/CONTRACTS.md) and return it.
+def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLike,
+        data_dir: io.PathLike, svm_cfg: dict, out_path: io.PathLike, common: dict,
+        feature_model: dict | None = None, feature_pool: int = 4) -> dict[str, Any]:
+    """Rule ``svm_fit``: run one protocol of :data:`PROTOCOLS`, write its JSON (docs/CONTRACTS.md) and return it.
 
     ``svm_cfg`` is config ``svm``; ``data_dir`` the labelled dataset whose train/test splits the feature files'
     rows describe (labels and ``stand_in`` are read from it). ``feature_model``: the run config of the D the
@@ -257,7 +257,7 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
             raise ValueError(f"feature file {train_feats_path} has {dim} dimensions but the {proto.features_run!r} "
                              f"discriminator (runs.{proto.features_run}: model {feature_model.get('model')!r}, "
                              f"ndf {feature_model.get('ndf')}) with features.pool = {feature_pool} gives {want}: "
-                             "it was extracted with another model or pool size; re-run extract_features")
+                             "it was extracted with another model or pool size; re-run features_extract")
     val, pool = split_train_validation(len(ytr), svm_cfg["validation_size"], svm_cfg["seed"])
     Xva = _rows(Xtr, val)  # (n_val, F): held in memory, scored for every model
     select_rng, final_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(svm_cfg["seed"]).spawn(2))
@@ -293,7 +293,7 @@ def fit_and_score(protocol: str, train_feats_path: io.PathLike, test_feats_path:
     Xte = _open_features(test_feats_path, len(yte))
     if Xte.shape[1] != dim:
         raise ValueError(f"feature files {train_feats_path} ({dim} dims) and {test_feats_path} ({Xte.shape[1]} "
-                         "dims) come from different models; re-run extract_features")
+                         "dims) come from different models; re-run features_extract")
     test_err = error_pct(Xte, yte, final_models)
     log.info("test error %.2f%% +- %.2f over %d fits", test_err.mean(), 1.96 * test_err.std(), len(test_err))
 

@@ -1,6 +1,6 @@
 """Table 2's supervised CNN baseline: the SVHN D architecture trained supervised on the SVM's labelled draw.
 
-Rule ``train_supervised_cnn`` (:func:`train_supervised_cnn`; the paper's "supervised CNN with the same
+Rule ``svm_supervised_cnn`` (:func:`train`; the paper's "supervised CNN with the same
 architecture", 28.87%): D's convolutional trunk with a class head (:class:`SupervisedCNN`), trained on one draw
 of ``svm.svhn_labels_per_class`` labels per class from the L2-SVM protocols' split
 (:mod:`dcgan_repro.svm.protocols`); a random search over lr, dropout and weight decay (:func:`sample_hparams`,
@@ -102,9 +102,9 @@ def train_cnn_trial(run: dict, hparams: dict[str, float], x: np.ndarray, y: np.n
     return net.eval()
 
 
-def train_supervised_cnn(data_dir: io.PathLike, out_path: io.PathLike, cnn_cfg: dict, svm_cfg: dict, run: dict,
-                         common: dict) -> dict[str, Any]:
-    """Rule ``train_supervised_cnn`` (Table 2: "supervised CNN with the same architecture", 28.87%).
+def train(data_dir: io.PathLike, out_path: io.PathLike, cnn_cfg: dict, svm_cfg: dict, run: dict,
+          common: dict) -> dict[str, Any]:
+    """Rule ``svm_supervised_cnn`` (Table 2: "supervised CNN with the same architecture", 28.87%).
 
     The split is the SVM's (``svm.seed`` shuffle, first ``svm.validation_size`` = validation); one draw of
     ``svm.svhn_labels_per_class`` labels per class from the pool (seeded by ``supervised_cnn.seed``) is the

@@ -288,15 +288,15 @@ for r in jobs:
     if has_gpu != (rule in gpu_rules):
         errors.append(f"{r[0]} {rule}: AllocTRES {r[9]!r} (gpu rules: {sorted(gpu_rules)})")
     # runtime from the rule (train_gan) and from the profile's set-resources (the other training rules)
-    limit = {"train_gan": "1-00:00:00", "train_dedup_autoencoder": "12:00:00",
-             "train_supervised_cnn": "1-00:00:00"}.get(rule)
+    limit = {"train_gan": "1-00:00:00", "dedup_train_autoencoder": "12:00:00",
+             "svm_supervised_cnn": "1-00:00:00"}.get(rule)
     if limit and r[6] != limit:
         errors.append(f"{r[0]} {rule}: time limit {r[6]}, expected {limit} (attempt 1)")
 per_rule = {}
 for r in jobs:
     rule = r[2].split("_wildcards")[0][len("rule_"):]
     per_rule[rule] = per_rule.get(rule, 0) + 1
-for rule in ("dedup_hash_shard", "detect_faces_shard", "extract_features"):
+for rule in ("dedup_hash_shard", "faces_detect_shard", "features_extract"):
     if rule in per_rule and per_rule[rule] < 2:
         errors.append(f"{rule}: {per_rule[rule]} SLURM job(s); a scatter stage must spread over several")
 rules = sorted(per_rule)

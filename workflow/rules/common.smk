@@ -21,7 +21,7 @@ SVM_PROTOCOLS = {
     "svm_cifar10_kmeans_all": "cifar10",
     "svm_cifar10_kmeans_400pc": "cifar10",
 }
-# Table 1's measured baseline: K-means features (rule kmeans_features) in results/features/<this>/.
+# Table 1's measured baseline: K-means features (rule features_kmeans) in results/features/<this>/.
 KMEANS_FEATURES = "cifar10_kmeans"
 # Feature folder (results/features/<folder>/) of each protocol that does not read D's features of its dataset.
 SVM_FEATURE_DIRS = {"svm_cifar10_kmeans_all": KMEANS_FEATURES, "svm_cifar10_kmeans_400pc": KMEANS_FEATURES}
@@ -96,7 +96,7 @@ def shard_ids(stage):
 
 
 def all_tables():
-    exts = ("csv", "md", "tex", "html")  # tex, html: rule table_views
+    exts = ("csv", "md", "tex", "html")  # tex, html: rule tables_views
     return [f"results/tables/{t}.{ext}" for t in TABLES for ext in exts] + ["results/tables/README.md"]
 
 

@@ -1,14 +1,14 @@
 # Stage: data download / ingest into the common .npy training format (dcgan_repro.data).
 
 
-rule ingest:
+rule data_ingest:
     """Download (or read a user-supplied copy of, or build the demo stand-in for) one dataset."""
     output:
         directory(f"{DATA}/{{dataset}}"),
     log:
         f"logs/{DATA}/{{dataset}}.log",
     benchmark:
-        f"logs/benchmarks/ingest/{{dataset}}.tsv"
+        f"logs/benchmarks/data/{{dataset}}.tsv"
     wildcard_constraints:
         dataset="mnist|cifar10|svhn|lsun_raw|imagenet|faces_raw",
     conda:
@@ -22,4 +22,4 @@ rule ingest:
         data=lambda w: ingest_cfg(w.dataset),
         seed=config["data"]["seed"],
     script:
-        "../scripts/ingest.py"
+        "../scripts/data_ingest.py"

@@ -1,7 +1,7 @@
 # Stage: LSUN de-duplication with a denoising-autoencoder semantic hash (Sec. 4.1.1; dcgan_repro.dedup).
 
 
-rule train_dedup_autoencoder:
+rule dedup_train_autoencoder:
     input:
         dataset_dir("lsun_raw"),
     output:
@@ -22,7 +22,7 @@ rule train_dedup_autoencoder:
         dedup=config["dedup"],
         common=common_params(),
     script:
-        "../scripts/train_dedup_autoencoder.py"
+        "../scripts/dedup_train_autoencoder.py"
 
 
 rule dedup_hash_shard:

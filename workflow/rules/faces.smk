@@ -2,7 +2,7 @@
 # conda: envs/opencv.yaml (OpenCV < 5, NumPy, Pillow): the face rules never import torch.
 
 
-rule detect_faces_shard:
+rule faces_detect_shard:
     """Scatter: detect faces in one shard of the source images; boxes JSON + 64x64 crops."""
     input:
         dataset_dir("faces_raw"),
@@ -23,10 +23,10 @@ rule detect_faces_shard:
         shards=config["faces"]["shards"],
         faces=config["faces"],
     script:
-        "../scripts/detect_faces_shard.py"
+        "../scripts/faces_detect_shard.py"
 
 
-rule gather_faces:
+rule faces_gather:
     """Gather: concatenate crops into the faces training set; counts and reasons in a summary."""
     input:
         source=dataset_dir("faces_raw"),
@@ -46,4 +46,4 @@ rule gather_faces:
         faces=config["faces"],
         preset=config["preset"],
     script:
-        "../scripts/gather_faces.py"
+        "../scripts/faces_gather.py"

@@ -1,7 +1,7 @@
 # Stage: discriminator feature extraction (Sec. 5.1; dcgan_repro.features): 28672-d for the ImageNet D.
 
 
-rule extract_features:
+rule features_extract:
     input:
         model=lambda w: model_path(FEATURE_SETS[w.dataset]),
         data=lambda w: dataset_dir(w.dataset),
@@ -24,10 +24,10 @@ rule extract_features:
         features=config["features"],
         common=common_params(),
     script:
-        "../scripts/extract_features.py"
+        "../scripts/features_extract.py"
 
 
-rule kmeans_features:
+rule features_kmeans:
     """Table 1 baseline: single-layer K-means features of CIFAR-10 (Coates et al. 2011), 4k dims."""
     input:
         data=dataset_dir("cifar10"),
@@ -36,7 +36,7 @@ rule kmeans_features:
         test=f"results/features/{KMEANS_FEATURES}/test.npy",
         dictionary=f"results/features/{KMEANS_FEATURES}/dictionary.npz",
     log:
-        f"logs/results/features/{KMEANS_FEATURES}/kmeans_features.log",
+        f"logs/results/features/{KMEANS_FEATURES}/kmeans.log",
     benchmark:
         f"logs/benchmarks/features/{KMEANS_FEATURES}.tsv"
     conda:
@@ -50,4 +50,4 @@ rule kmeans_features:
         kmeans=config["kmeans"],
         common=common_params(),
     script:
-        "../scripts/kmeans_features.py"
+        "../scripts/features_kmeans.py"

@@ -1,7 +1,7 @@
 # Stage: figures 2-11 (dcgan_repro.figures). Each writes PNG + PDF; captions name dataset, model, preset, epoch.
 
 
-rule sample_sheet:
+rule figures_sample_sheet:
     """Figs. 2, 3, 10, 11: a grid of generated samples from a run's generator."""
     input:
         model=lambda w: model_path(SAMPLE_SHEETS[w.sheet][0]),
@@ -25,10 +25,10 @@ rule sample_sheet:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/sample_sheet.py"
+        "../scripts/figures_sample_sheet.py"
 
 
-rule fig04_interpolation:
+rule figures_fig04_interpolation:
     input:
         model=model_path(config["figures"]["interp_run"]),
         data=train_dataset_dir(config["figures"]["interp_run"]),
@@ -48,10 +48,10 @@ rule fig04_interpolation:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/fig04_interpolation.py"
+        "../scripts/figures_fig04_interpolation.py"
 
 
-rule fig05_guided_backprop:
+rule figures_fig05_guided_backprop:
     input:
         model=model_path("lsun"),
         data=train_dataset_dir("lsun"),
@@ -71,10 +71,10 @@ rule fig05_guided_backprop:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/fig05_guided_backprop.py"
+        "../scripts/figures_fig05_guided_backprop.py"
 
 
-rule fig06_window_dropout:
+rule figures_fig06_window_dropout:
     input:
         model=model_path("lsun"),
         data=train_dataset_dir("lsun"),
@@ -95,10 +95,10 @@ rule fig06_window_dropout:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/fig06_window_dropout.py"
+        "../scripts/figures_fig06_window_dropout.py"
 
 
-rule fig07_vector_arithmetic:
+rule figures_fig07_vector_arithmetic:
     input:
         model=model_path("faces"),
         data=train_dataset_dir("faces"),
@@ -118,10 +118,10 @@ rule fig07_vector_arithmetic:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/fig07_vector_arithmetic.py"
+        "../scripts/figures_fig07_vector_arithmetic.py"
 
 
-rule fig08_turn_vector:
+rule figures_fig08_turn_vector:
     input:
         model=model_path("faces"),
         data=train_dataset_dir("faces"),
@@ -141,16 +141,16 @@ rule fig08_turn_vector:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/fig08_turn_vector.py"
+        "../scripts/figures_fig08_turn_vector.py"
 
 
-rule fig09_mnist_samples:
+rule figures_fig09_mnist_samples:
     input:
         dcgan=model_path("mnist_dcgan"),
         gan=model_path("mnist_gan"),
         # the epochs Table 3 reports (chosen on the validation split)
-        dcgan_selection="results/mnist/mnist_dcgan_selection.json",
-        gan_selection="results/mnist/mnist_gan_selection.json",
+        dcgan_selection="results/mnist_eval/mnist_dcgan_selection.json",
+        gan_selection="results/mnist_eval/mnist_gan_selection.json",
         data=dataset_dir("mnist"),
     output:
         png=report(
@@ -168,10 +168,10 @@ rule fig09_mnist_samples:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/fig09_mnist_samples.py"
+        "../scripts/figures_fig09_mnist_samples.py"
 
 
-rule authors_svhn_samples:
+rule figures_authors_svhn_samples:
     """Samples of the authors' released SVHN G in our generator (only when config weights.svhn is set)."""
     input:
         gen=lambda w: released_weights("svhn", "200_gen_params.jl"),
@@ -192,4 +192,4 @@ rule authors_svhn_samples:
         figures=config["figures"],
         common=common_params(),
     script:
-        "../scripts/authors_svhn_samples.py"
+        "../scripts/figures_authors_svhn_samples.py"

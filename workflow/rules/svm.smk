@@ -2,7 +2,7 @@
 # (Table 1) and the supervised CNN baseline.
 
 
-rule fit_svm:
+rule svm_fit:
     input:
         train=lambda w: f"results/features/{svm_features(w.protocol)}/train.npy",
         test=lambda w: f"results/features/{svm_features(w.protocol)}/test.npy",
@@ -30,10 +30,10 @@ rule fit_svm:
         ),
         feature_pool=config["features"]["pool"],
     script:
-        "../scripts/fit_svm.py"
+        "../scripts/svm_fit.py"
 
 
-rule train_supervised_cnn:
+rule svm_supervised_cnn:
     """Table 2 baseline: the SVHN D architecture trained on the same 1000 labels, random search."""
     input:
         dataset_dir("svhn"),
@@ -51,9 +51,9 @@ rule train_supervised_cnn:
         runtime=24 * 60,
         mem_mb=16000,
     params:
-        cnn=config["supervised_cnn"],
+        supervised_cnn=config["supervised_cnn"],
         svm=config["svm"],
-        model=config["runs"]["svhn"],
+        run=config["runs"]["svhn"],
         common=common_params(),
     script:
-        "../scripts/train_supervised_cnn.py"
+        "../scripts/svm_supervised_cnn.py"

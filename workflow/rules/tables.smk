@@ -1,7 +1,7 @@
 # Stage: tables 1-3 (dcgan_repro.tables), built only from result files, with the paper's numbers beside ours.
 
 
-rule table1_cifar10:
+rule tables_table1_cifar10:
     input:
         all_labels="results/svm/svm_cifar10_all.json",
         per_class="results/svm/svm_cifar10_400pc.json",
@@ -18,10 +18,10 @@ rule table1_cifar10:
     params:
         preset=config["preset"],
     script:
-        "../scripts/table1_cifar10.py"
+        "../scripts/tables_table1_cifar10.py"
 
 
-rule table2_svhn:
+rule tables_table2_svhn:
     input:
         svm="results/svm/svm_svhn_1000.json",
         cnn="results/svm/supervised_cnn_svhn_1000.json",
@@ -36,13 +36,13 @@ rule table2_svhn:
     params:
         preset=config["preset"],
     script:
-        "../scripts/table2_svhn.py"
+        "../scripts/tables_table2_svhn.py"
 
 
-rule table3_mnist:
+rule tables_table3_mnist:
     input:
-        generated=expand("results/mnist/{run}_nn{size}.json", run=MNIST_MODELS, size=MNIST_COUNTS),
-        real="results/mnist/real_nn.json",
+        generated=expand("results/mnist_eval/{run}_nn{size}.json", run=MNIST_MODELS, size=MNIST_COUNTS),
+        real="results/mnist_eval/real_nn.json",
         data=dataset_dir("mnist"),
     output:
         csv="results/tables/table3_mnist.csv",
@@ -54,7 +54,7 @@ rule table3_mnist:
     params:
         preset=config["preset"],
     script:
-        "../scripts/table3_mnist.py"
+        "../scripts/tables_table3_mnist.py"
 
 
 rule tables_index:
@@ -73,7 +73,7 @@ rule tables_index:
         "../scripts/tables_index.py"
 
 
-rule table_views:
+rule tables_views:
     """results/tables/<table>.{tex,html}: LaTeX for a paper, HTML for snakemake --report, from the CSV."""
     input:
         csv="results/tables/{table}.csv",
@@ -100,4 +100,4 @@ rule table_views:
         name=lambda w: w.table,
         preset=config["preset"],
     script:
-        "../scripts/table_views.py"
+        "../scripts/tables_views.py"

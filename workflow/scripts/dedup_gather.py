@@ -3,7 +3,7 @@
 from dcgan_repro import dedup, runtime
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake's script: directive)
-summary = dedup.gather_job(
+summary = dedup.gather(
     data_dir=snakemake.input.data,  # noqa: F821
     shard_paths=list(snakemake.input.shards),  # noqa: F821
     out_dir=snakemake.output.data,  # noqa: F821

@@ -3,7 +3,7 @@
 from dcgan_repro import dedup, runtime
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake's script: directive)
-dedup.hash_shard_job(
+dedup.hash_shard(
     data_dir=snakemake.input.data,  # noqa: F821
     model_path=snakemake.input.model,  # noqa: F821
     out_path=snakemake.output[0],  # noqa: F821

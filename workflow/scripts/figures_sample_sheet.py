@@ -1,4 +1,4 @@
-"""Rule sample_sheet: Figs. 2, 3, 10, 11, a grid of samples from a run's generator (snapshot epoch or final)."""
+"""Rule figures_sample_sheet: Figs. 2, 3, 10, 11, a grid of samples from a run's generator (snapshot epoch or final)."""
 from dcgan_repro import runtime
 from dcgan_repro.figures import sample_sheets
 

@@ -1,4 +1,4 @@
-"""Rule extract_features: Sec. 5.1 discriminator features of one dataset split (dcgan_repro.features)."""
+"""Rule features_extract: Sec. 5.1 discriminator features of one dataset split (dcgan_repro.features)."""
 
 from dcgan_repro import features, runtime
 

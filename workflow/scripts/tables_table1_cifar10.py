@@ -1,4 +1,4 @@
-"""Rule table1_cifar10: Table 1 (CIFAR-10, L2-SVM on ImageNet-trained D features) from results/svm + paper.py."""
+"""Rule tables_table1_cifar10: Table 1 (CIFAR-10, L2-SVM on ImageNet-trained D features) from results/svm + paper.py."""
 from dcgan_repro import runtime, tables
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,4 +1,4 @@
-"""Rule ingest: one dataset folder in the common .npy format (docs/CONTRACTS.md, "Datasets")."""
+"""Rule data_ingest: one dataset folder in the common .npy format (docs/CONTRACTS.md, "Datasets")."""
 
 from dcgan_repro import runtime
 from dcgan_repro.data import ingest

@@ -1,10 +1,10 @@
-"""Rule fit_svm: one L2-SVM protocol on discriminator features (Tables 1, 2; dcgan_repro.svm.protocols)."""
+"""Rule svm_fit: one L2-SVM protocol on discriminator features (Tables 1, 2; dcgan_repro.svm.protocols)."""
 
 from dcgan_repro import runtime
 from dcgan_repro.svm import protocols
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-protocols.fit_and_score(
+protocols.fit(
     protocol=snakemake.params.protocol,  # noqa: F821
     train_feats_path=snakemake.input.train,  # noqa: F821
     test_feats_path=snakemake.input.test,  # noqa: F821

@@ -1,14 +1,14 @@
-"""Rule fig06_window_dropout: Fig. 6, samples with and without the 'window' feature maps of G (LSUN) + stats JSON."""
+"""Rule figures_fig05_guided_backprop: Fig. 5, guided backpropagation of D's last conv features, trained vs random D
+(LSUN)."""
 from dcgan_repro import runtime
-from dcgan_repro.figures import window_dropout
+from dcgan_repro.figures import guided_backprop
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-window_dropout.fig06_window_dropout(
+guided_backprop.fig05_guided_backprop(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821
     snakemake.output.pdf,  # noqa: F821
-    snakemake.output.stats,  # noqa: F821
     figures=snakemake.params.figures,  # noqa: F821
     common=snakemake.params.common,  # noqa: F821
 )

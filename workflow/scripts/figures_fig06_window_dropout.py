@@ -1,13 +1,15 @@
-"""Rule fig05_guided_backprop: Fig. 5, guided backpropagation of D's last conv features, trained vs random D (LSUN)."""
+"""Rule figures_fig06_window_dropout: Fig. 6, samples with and without the 'window' feature maps of G (LSUN)
++ stats JSON."""
 from dcgan_repro import runtime
-from dcgan_repro.figures import guided_backprop
+from dcgan_repro.figures import window_dropout
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-guided_backprop.fig05_guided_backprop(
+window_dropout.fig06_window_dropout(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821
     snakemake.output.pdf,  # noqa: F821
+    snakemake.output.stats,  # noqa: F821
     figures=snakemake.params.figures,  # noqa: F821
     common=snakemake.params.common,  # noqa: F821
 )

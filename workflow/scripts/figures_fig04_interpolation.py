@@ -1,4 +1,5 @@
-"""Rule fig04_interpolation: Fig. 4, interpolation between random points in Z (run figures.interp_run; paper: LSUN)."""
+"""Rule figures_fig04_interpolation: Fig. 4, interpolation between random points in Z (run figures.interp_run;
+paper: LSUN)."""
 from dcgan_repro import runtime
 from dcgan_repro.figures import interpolation
 

@@ -1,4 +1,4 @@
-"""Rule table_views: a table's LaTeX (for papers) and HTML (for snakemake --report) versions, from its CSV."""
+"""Rule tables_views: a table's LaTeX (for papers) and HTML (for snakemake --report) versions, from its CSV."""
 from dcgan_repro import runtime, tables
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)

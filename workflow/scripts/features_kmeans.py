@@ -1,4 +1,4 @@
-"""Rule kmeans_features: the Table 1 "1 Layer K-means" baseline features of CIFAR-10 (dcgan_repro.kmeans)."""
+"""Rule features_kmeans: the Table 1 "1 Layer K-means" baseline features of CIFAR-10 (dcgan_repro.kmeans)."""
 
 from dcgan_repro import kmeans, runtime
 

@@ -1,9 +1,9 @@
-"""Rule detect_faces_shard: Haar face boxes and 64x64 crops for one shard of faces_raw (dcgan_repro.faces)."""
+"""Rule faces_detect_shard: Haar face boxes and 64x64 crops for one shard of faces_raw (dcgan_repro.faces)."""
 
 from dcgan_repro import faces, runtime
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake's script: directive)
-faces.detect_shard_job(
+faces.detect_shard(
     source_dir=snakemake.input[0],  # noqa: F821 (the faces_raw folder)
     shard=int(snakemake.params.shard),  # noqa: F821
     shards=int(snakemake.params.shards),  # noqa: F821

@@ -1,4 +1,4 @@
-"""Rule fig09_mnist_samples: Fig. 9, real MNIST / GAN baseline / DCGAN, 10 classes x 20 samples each."""
+"""Rule figures_fig09_mnist_samples: Fig. 9, real MNIST / GAN baseline / DCGAN, 10 classes x 20 samples each."""
 from dcgan_repro import runtime
 from dcgan_repro.figures import mnist
 from dcgan_repro.mnist_eval import protocol

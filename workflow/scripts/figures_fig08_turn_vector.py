@@ -1,14 +1,13 @@
-"""Rule fig07_vector_arithmetic: Fig. 7, vector arithmetic on face samples."""
+"""Rule figures_fig08_turn_vector: Fig. 8, a 'turn' vector added to random faces."""
 from dcgan_repro import runtime
 from dcgan_repro.figures import arithmetic
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-arithmetic.fig07_vector_arithmetic(
+arithmetic.fig08_turn_vector(
     snakemake.input.model,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.png,  # noqa: F821
     snakemake.output.pdf,  # noqa: F821
     figures=snakemake.params.figures,  # noqa: F821
     common=snakemake.params.common,  # noqa: F821
-    exemplar_ids=snakemake.params.figures["exemplar_ids"],  # noqa: F821 (null = automatic choice)
 )

@@ -1,4 +1,4 @@
-"""Rule train_dedup_autoencoder: the Sec. 4.1.1 hashing autoencoder on lsun_raw (dcgan_repro.dedup.train_job)."""
+"""Rule dedup_train_autoencoder: the Sec. 4.1.1 hashing autoencoder on lsun_raw (dcgan_repro.dedup.train_job)."""
 
 from dcgan_repro import dedup, runtime
 

@@ -1,4 +1,5 @@
-"""Rule authors_svhn_samples: samples of the authors' released SVHN generator, loaded into our net by theano_weights."""
+"""Rule figures_authors_svhn_samples: samples of the authors' released SVHN generator, loaded into our net by
+theano_weights."""
 
 from dcgan_repro import runtime, theano_weights
 from dcgan_repro.figures import sample_sheets
