@@ -8,10 +8,8 @@ BSD68, Sun-Hays 80, Urban100, Set14, Set5) and measures what the hash catches:
 - distinct images: per photo its full view (area-resized to 64x64) and 5 random 64x64 crops of its 128x128
   version whose windows are >= 8 px apart and >= 4 px from the border (as
   :func:`dcgan_repro.dedup.make_planted_collection`): 1,602 images.
-- planted duplicates of each kind (:data:`KINDS`, ``--per-kind`` of each, originals drawn at random): exact
-  copies; JPEG re-encodes at quality 95, 85, 75 and 50; the crop window shifted by 1 or 2 px; a small crop
-  (the window less 4 px on each side, resized back: a 1.14x zoom); brightness
-  x0.9 / x1.1 and +-20 grey levels; contrast x0.8 around the mean.
+- planted duplicates of each kind in :data:`KINDS` (``--per-kind`` of each, originals drawn at random; the
+  kinds that move the crop window take crop views as originals), made by :mod:`dcgan_repro.dedup_planting`.
 - planted non-duplicates: the crops of one photo are near in content but different images (windows >= 8 px
   apart, sharing up to 87 % of their pixels); any bucket holding two of them is a false merge.
 
@@ -45,12 +43,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dcgan_repro import dedup  # noqa: E402
+from dcgan_repro.dedup_planting import WINDOW_OPS, Kind, Window, plant  # noqa: E402
 
 log = logging.getLogger("eval_dedup")
 
 SIZE = 64
-KINDS = ("exact", "jpeg95", "jpeg85", "jpeg75", "jpeg50", "shift1", "shift2", "crop4", "bright0.9", "bright1.1",
-         "plus20", "minus20", "contrast0.8")
+# Planted duplicate kinds: name -> operation and parameter (documented in dcgan_repro.dedup_planting; crop4 is a
+# 1.14x zoom on the window's centre)
+KINDS = {
+    "exact": Kind("exact"), "jpeg95": Kind("jpeg", 95), "jpeg85": Kind("jpeg", 85), "jpeg75": Kind("jpeg", 75),
+    "jpeg50": Kind("jpeg", 50), "shift1": Kind("shift", 1), "shift2": Kind("shift", 2), "crop4": Kind("crop", 4),
+    "bright0.9": Kind("gain", 0.9), "bright1.1": Kind("gain", 1.1), "plus20": Kind("offset", 20),
+    "minus20": Kind("offset", 20, signs=(-1,)), "contrast0.8": Kind("contrast", 0.8),
+}
 # config.yaml defaults (dedup:) with the evaluation's own epochs (the collection is ~2,000 images, not 200,000)
 DEFAULT = dict(crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=2.0, threshold=0.0, epochs=20,
                batch_size=128, lr=1e-3)
@@ -81,7 +86,7 @@ def build_collection(photos: np.ndarray, per_kind: int, seed: int) -> tuple[np.n
     for p_id, p in enumerate(photos):
         half = cv2.resize(p, (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_AREA)  # (128, 128, 3)
         views.append(cv2.resize(p, (SIZE, SIZE), interpolation=cv2.INTER_AREA))
-        windows.append((half, None))
+        windows.append(None)
         photo_of.append(p_id)
         taken: list[tuple[int, int]] = []
         while len(taken) < 5:  # windows >= 8 px apart, 4 px from the border (room for shifts and crops)
@@ -89,48 +94,18 @@ def build_collection(photos: np.ndarray, per_kind: int, seed: int) -> tuple[np.n
             if all(max(abs(i - a), abs(j - b)) >= dedup.MIN_OFFSET for a, b in taken):
                 taken.append((i, j))
                 views.append(half[i:i + SIZE, j:j + SIZE])
-                windows.append((half, (i, j)))
+                windows.append(Window(half, j, i, SIZE))
                 photo_of.append(p_id)
     x = list(views)
     records = []
-    crop_views = [k for k, (_, ij) in enumerate(windows) if ij is not None]
-    for kind in KINDS:  # shifts and crops move a crop window, so their originals are crop views
-        pool = crop_views if kind.startswith(("shift", "crop")) else range(len(views))
+    crop_views = [k for k, w in enumerate(windows) if w is not None]
+    for kind, spec in KINDS.items():  # shifts and crops move a crop window, so their originals are crop views
+        pool = crop_views if spec.op in WINDOW_OPS else range(len(views))
         for o in rng.choice(pool, per_kind, replace=False):
-            img, (half, ij) = views[o], windows[o]
-            x.append(plant(kind, img, half, ij, rng))
+            x.append(plant(spec, views[o], rng, windows[o]))
             records.append({"index": len(x) - 1, "original": int(o), "kind": kind})
             photo_of.append(photo_of[o])
     return np.stack(x), records, np.asarray(photo_of)
-
-
-def plant(kind: str, img: np.ndarray, half: np.ndarray, ij: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """One near-duplicate of ``img`` (the ``SIZE`` window at ``ij`` of ``half``) of the given kind."""
-    f = img.astype(np.float32)
-    if kind == "exact":
-        return img.copy()
-    if kind.startswith("jpeg"):
-        _, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(kind[4:])])
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
-    if kind.startswith("shift"):
-        d = int(kind[5:])
-        di, dj = [(0, d), (d, 0), (0, -d), (-d, 0)][int(rng.integers(4))]
-        i, j = ij[0] + di, ij[1] + dj
-        return half[i:i + SIZE, j:j + SIZE].copy()
-    if kind == "crop4":  # the window less 4 px on each side, resized back: a 1.14x zoom on the same centre
-        i, j = ij
-        return cv2.resize(half[i + 4:i + SIZE - 4, j + 4:j + SIZE - 4], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-    if kind.startswith("bright"):
-        f = f * float(kind[6:])
-    elif kind == "plus20":
-        f = f + 20
-    elif kind == "minus20":
-        f = f - 20
-    elif kind.startswith("contrast"):
-        f = (f - f.mean()) * float(kind[8:]) + f.mean()
-    else:
-        raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
-    return np.clip(np.rint(f), 0, 255).astype(np.uint8)
 
 
 def evaluate(x: np.ndarray, records: list[dict], photo_of: np.ndarray, n_distinct: int, cfg: dict[str, Any],
@@ -244,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": {n: {**DEFAULT, **SETTINGS[n]} for n in rows},
                                                "scores": rows, "n_distinct": n_distinct,
-                                               "n_planted": len(records), "kinds": KINDS}, indent=2))
+                                               "n_planted": len(records), "kinds": list(KINDS)}, indent=2))
     return 0
 
 

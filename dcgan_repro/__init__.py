@@ -2,7 +2,7 @@
 
 Bottom layer: io (formats, atomic writes, provenance), config (validation), runtime (logging, seeds, devices),
 images (decoding), splits (dataset splits). Data: data/ (download, ingest, demo stand-ins). Nets: models,
-theano_weights (the authors' released weights). Stages: dedup, faces, train, features, kmeans, svm/ (solvers,
+theano_weights (the authors' released weights). Stages: dedup, faces, train, features, kmeans, svm/ (registry, solvers,
 dual_cd, protocols, supervised_cnn), mnist_eval/ (search, sampler, protocol). On top: figures/, tables, paper (the
 paper's reported numbers). Map and rule graph: docs/ARCHITECTURE.md.
 """

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcgan_repro import io, runtime
+from dcgan_repro.images import image_grid
 
 log = logging.getLogger(__name__)
 
@@ -465,9 +466,7 @@ def collision_sheet(x: np.ndarray, removed: np.ndarray, keep: np.ndarray, path: 
         for ax in axes.ravel():
             ax.axis("off")
         for ax, r in zip(axes.ravel(), shown):
-            a, b = np.asarray(x[r]), np.asarray(x[keep[r]])  # (H, W, C) each
-            gap = np.full((a.shape[0], 2, a.shape[2]), 255, np.uint8)  # (H, 2, C) white separator
-            pair = np.concatenate([a, gap, b], axis=1)  # (H, 2W+2, C)
+            pair = image_grid(np.stack([x[r], x[keep[r]]]), 2, border=0)  # (H, 2W+2, C): 2 px white between
             ax.imshow(pair.squeeze(-1) if pair.shape[2] == 1 else pair, cmap="gray", interpolation="nearest")
             ax.set_title(f"#{r} | kept #{keep[r]}", fontsize=7)
         fig.tight_layout(rect=(0, 0.03, 1, 0.96))

@@ -13,7 +13,9 @@ Two ways to decode, one result type:
   Pillow loaders (``ImageFolder``, the pytorch/examples DCGAN LSUN pipeline).
 
 :func:`resize_center_crop` is torchvision ``Resize(size)`` + ``CenterCrop(size)`` on PIL images, written with Pillow
-alone. This module is the bottom layer: it imports nothing from the package.
+alone. :func:`image_grid` tiles a batch of images into one grid, the one grid function of the project (figures,
+training sample sheets, the dedup contact sheet). This module is the bottom layer: it imports nothing from the
+package.
 """
 
 from __future__ import annotations
@@ -94,6 +96,37 @@ def resize_center_crop(img: Image.Image | np.ndarray, size: int) -> np.ndarray:
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
     img = img.crop((left, top, left + size, top + size))  # (size, size)
     return np.asarray(img, dtype=np.uint8)  # (size, size, 3)
+
+
+GRID_PAD = 2  # pixels between neighbouring images in a grid (torchvision make_grid's default padding)
+
+
+def image_grid(images: np.ndarray, cols: int, *, pad: int = GRID_PAD, pad_value: int = 255,
+               border: int | None = None) -> np.ndarray:
+    """Tile uint8 (N, H, W, C) images row-major into one uint8 grid of ``rows = ceil(N / cols)`` rows:
+    (2*border + rows*H + (rows-1)*pad, 2*border + cols*W + (cols-1)*pad, C), ``cols`` capped at N.
+
+    ``pad`` pixels of ``pad_value`` separate neighbouring images, ``border`` pixels of it (default ``pad``)
+    surround the whole grid; unfilled cells of the last row are ``pad_value`` too. The defaults are
+    ``torchvision.utils.make_grid(padding=pad, pad_value=255)`` (the figures); ``pad_value=0, border=pad // 2``
+    gives every image an even black frame (the training sample sheets). Written with NumPy because importing
+    torchvision costs ~2 s per figure job (it loads torch._dynamo).
+    """
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
+        raise ValueError(f"expected uint8 N x H x W x C images (N >= 1), got {images.dtype} {images.shape}")
+    border = pad if border is None else border
+    if pad < 0 or border < 0 or not 0 <= pad_value <= 255:
+        raise ValueError(f"pad ({pad}) and border ({border}) must be >= 0 and pad_value ({pad_value}) in 0..255")
+    n, h, w, c = images.shape
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    grid = np.full((2 * border + rows * (h + pad) - pad, 2 * border + cols * (w + pad) - pad, c), pad_value,
+                   dtype=np.uint8)  # (rows*(H+pad)-pad+2*border, cols*(W+pad)-pad+2*border, C)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        y, x = border + r * (h + pad), border + k * (w + pad)  # top-left corner of cell (r, k)
+        grid[y:y + h, x:x + w] = images[i]  # (H, W, C)
+    return grid
 
 
 def _decode_pil(data: bytes, fmt: str | None, *, exif_transpose: bool) -> tuple[Image.Image | None, str]:

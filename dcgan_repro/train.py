@@ -65,6 +65,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import io, models, runtime
+from .images import image_grid
 
 log = logging.getLogger(__name__)
 
@@ -397,20 +398,10 @@ class _LogStream:
         pass
 
 
-def _grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """uint8 (N, H, W, C) -> one (rows*(H+2), cols*(W+2), C) sheet with 2-pixel gaps."""
-    n, h, w, c = images.shape
-    rows = math.ceil(n / cols)
-    sheet = np.zeros((rows * (h + 2), cols * (w + 2), c), np.uint8)
-    for i, im in enumerate(images):
-        r, q = divmod(i, cols)
-        sheet[r * (h + 2) + 1:r * (h + 2) + 1 + h, q * (w + 2) + 1:q * (w + 2) + 1 + w] = im
-    return sheet
-
-
 def save_grid(path: io.PathLike, images: np.ndarray, cols: int) -> None:
-    """Write uint8 NHWC images as one PNG sheet, atomically."""
-    sheet = _grid(images, cols)
+    """Write uint8 (N, H, W, C) images as one PNG sheet, atomically: (rows*(H+2), cols*(W+2)[, C]), each image in
+    a 1-pixel black frame, so 2-pixel black gaps between images (:func:`dcgan_repro.images.image_grid`)."""
+    sheet = image_grid(images, cols, pad=2, pad_value=0, border=1)  # (rows*(H+2), cols*(W+2), C)
     with io.atomic_path(path) as tmp:
         Image.fromarray(sheet[..., 0] if sheet.shape[2] == 1 else sheet).save(tmp, format="PNG")
 

@@ -13,6 +13,7 @@ from snakemake.utils import update_config
 
 from dcgan_repro import io
 from dcgan_repro.config import ConfigError, overrides, validate_config
+from dcgan_repro.svm import solvers
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_NAMES = ("lsun", "faces", "imagenet32", "svhn", "mnist_dcgan", "mnist_gan")
@@ -60,6 +61,18 @@ def test_bad_enum_value_lists_allowed_values(paper):
     with pytest.raises(ConfigError) as e:
         validate_config(paper)
     assert re.search(r"runs\.faces\.recipe.*'paperr'.*allowed values: paper, pytorch_examples", str(e.value))
+
+
+def test_svm_newton_methods_are_the_solvers(paper):
+    """svm.newton allows exactly the torch solver's Newton methods; another value is refused naming them."""
+    for method in solvers.NEWTON_METHODS:
+        cfg = copy.deepcopy(paper)
+        cfg["svm"]["newton"] = method
+        validate_config(cfg)
+    paper["svm"]["newton"] = "bfgs"
+    with pytest.raises(ConfigError) as e:
+        validate_config(paper)
+    assert re.search(r"svm\.newton.*'bfgs'.*allowed values: " + ", ".join(solvers.NEWTON_METHODS), str(e.value))
 
 
 def test_bad_type_and_range_name_the_key(paper):

@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ from PIL import Image
 
 from conftest import assert_close_f32, fake_snakemake, gamma_f32, run_script
 from dcgan_repro import dedup, io
+from dcgan_repro import dedup_planting as planting
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = dict(enabled=True, crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=2.0, threshold=0.0,
@@ -149,6 +151,44 @@ def test_planted_scores_count_justified_removals():
     with pytest.raises(ValueError, match="planted_duplicates"):
         dedup.planted_scores("1,0", bucket)
 
+
+def test_planted_duplicate_kinds_are_the_documented_changes():
+    """dedup_planting: each operation's duplicate is the documented change of the original, fixed parameters
+    draw nothing from the generator, ranges stay in range, and the window operations need the window."""
+    Kind = planting.Kind
+    photo = skimage_photos()[1]  # chelsea (300, 451, 3)
+    win = planting.Window(photo, 100, 50, 128)  # 128 source px -> 64 output px: a 2 px step
+    img = planting.crop(photo, 100, 50, 128, 64)
+    src = img.astype(np.float32)
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert np.array_equal(planting.plant(Kind("exact"), img, rng), img)
+    assert np.array_equal(planting.plant(Kind("offset", 20, signs=(-1,)), img, rng),
+                          np.clip(img.astype(int) - 20, 0, 255))
+    assert np.array_equal(planting.plant(Kind("gain", 1.1), img, rng), np.clip(np.rint(src * 1.1), 0, 255))
+    c = planting.plant(Kind("contrast", 0.8), img, rng).astype(np.float32)
+    assert abs(c.mean() - src.mean()) < 1 and c.std() == pytest.approx(0.8 * src.std(), rel=0.02)
+    j = planting.plant(Kind("jpeg", 50), img, rng).astype(int)
+    assert 0 < np.abs(j - img).mean() < 12
+    zoom = cv2.resize(photo[58:170, 108:220], (64, 64), interpolation=cv2.INTER_LINEAR)  # 4 output px = 8 source
+    assert np.array_equal(planting.plant(Kind("crop", 4), img, rng, win), zoom)
+    assert rng.bit_generator.state == state  # every parameter above was fixed
+    moved = planting.plant(Kind("shift", 2), img, rng, win)  # 2 output px = 4 source px along one axis
+    assert sum(np.array_equal(moved, planting.crop(photo, 100 + dx, 50 + dy, 128, 64))
+               for dx, dy in ((0, 4), (4, 0), (0, -4), (-4, 0))) == 1
+    for _ in range(20):
+        q = planting.plant(Kind("offset", 12, 30, signs=(-1, 1)), img, rng).astype(int) - img
+        assert 12 <= abs(np.median(q)) <= 30
+        moved = planting.plant(Kind("shift_xy", 1, 2, signs=(-1, 1)), img, rng, win)
+        assert sum(np.array_equal(moved, planting.crop(photo, 100 + 2 * dx, 50 + 2 * dy, 128, 64))
+                   for dx in (-2, -1, 1, 2) for dy in (-2, -1, 1, 2)) == 1
+    with pytest.raises(ValueError, match="Window"):
+        planting.plant(Kind("shift", 1), img, rng)
+    for bad in (("blur", 1), ("shift", 0), ("jpeg", 85, 50), ("jpeg", 50.5)):
+        with pytest.raises(ValueError):
+            Kind(*bad)
+    assert planting.describe({"b": Kind("offset", 12, 30, signs=(-1, 1)), "j": Kind("jpeg", 95)}) == (
+        "b = offset +-12..30; j = jpeg 95")
 
 def test_preprocess_is_an_area_downsample_then_per_image_standardisation():
     x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ast
+import dataclasses
 import json
-import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.svm import LinearSVC
 
 from conftest import SVM_COMMON as COMMON, SVM_CFG as CFG, blobs, pooled_features
 from dcgan_repro import config, io
-from dcgan_repro.svm import protocols, solvers
+from dcgan_repro.svm import protocols, registry, solvers
 
 REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -169,8 +170,9 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
 
 
 def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, monkeypatch):
-    """Feature files of another length than the configured D gives, and unusable svm.c_grid / svm.solver
-    values, fail with a message naming the file or setting, before any fit and without writing anything."""
+    """Feature files of another length than the configured D gives, and unusable svm.c_grid / svm.solver /
+    svm.newton values, fail with a message naming the file or setting, before any fit and without writing anything;
+    the solver (with svm.newton, for torch) reaches every fit and the result JSON."""
     runs = config.expand_runs(yaml.safe_load((REPO / "config.yaml").read_text()))["runs"]  # run_defaults merged
     run = dict(runs["imagenet32"], ndf=4, ngf=4)
     assert protocols.model_feature_dim(run, 4) == (4 + 4 + 8 + 8 + 16 + 16) * 16  # 896; 28,672 at ndf=128
@@ -188,6 +190,8 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
             protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
     with pytest.raises(ValueError, match="svm.solver must be one of auto, dual_cd, torch, liblinear, got 'sgd'"):
         protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
+    with pytest.raises(ValueError, match="svm.newton must be one of subspace, line_search, trust_region, got 'bfgs'"):
+        protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="dual_cd", newton="bfgs"), out, COMMON)
     assert not out.exists()
     # features of the right length pass, with either solver
     monkeypatch.setattr(solvers, "fit_l2svm", real_fit)
@@ -196,27 +200,61 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     io.save_npy(fte, np.c_[Xte, rng.normal(0, 1, (len(Xte), 890))].astype(np.float32))
     for solver in solvers.SOLVERS:
         res = protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
-                      feature_model=run, feature_pool=4)
+                            feature_model=run, feature_pool=4)
         used = solvers.resolve_solver(solver, len(Xtr))  # auto: dual_cd for this small set
-        assert res["feature_dim"] == 896 and res["solver"] == solvers.SOLVER_NAMES[used]
+        assert res["feature_dim"] == 896 and res["solver"] == solvers.solver_name(used)
         assert used == ("dual_cd" if solver == "auto" else solver)
+        assert res["newton"] == ("subspace" if used == "torch" else None)  # the default Newton method
+    methods: list[str] = []
+    monkeypatch.setattr(solvers, "fit_l2svm", lambda *a, **k: methods.append(k["newton"]) or real_fit(*a, **k))
+    for newton in solvers.NEWTON_METHODS:
+        res = protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="torch", newton=newton), out, COMMON)
+        assert methods == [newton] * 4 and res["newton"] == newton  # 3 values of C, then the final fit
+        assert res["solver"] == solvers.solver_name("torch", newton) and solvers.NEWTON_NAMES[newton] in res["solver"]
+        methods.clear()
 
 
-def test_protocol_registry_matches_the_workflow():
-    """protocols.PROTOCOLS repeats common.smk's SVM_PROTOCOLS / FEATURE_SETS (the JSON names the D run)."""
-    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+def test_protocol_registry_gives_the_paper_protocols_and_the_workflow_its_inputs():
+    """The registry (the workflow's one source: common.smk derives the svm_fit and features_extract inputs from it)
+    holds the paper's protocols: Table 2 on SVHN with the SVHN D, Table 1 on CIFAR-10 with the ImageNet D (Sec. 5.1)
+    and on the K-means baseline's features; every labels key is an svm setting."""
+    expected = {  # protocol: dataset, D run (or kmeans), feature folder, labels key
+        "svm_svhn_1000": ("svhn", "svhn", "svhn", "svhn_labels_per_class"),
+        "svm_cifar10_400pc": ("cifar10", "imagenet32", "cifar10", "cifar10_labels_per_class"),
+        "svm_cifar10_all": ("cifar10", "imagenet32", "cifar10", None),
+        "svm_cifar10_kmeans_400pc": ("cifar10", "kmeans", "cifar10_kmeans", "cifar10_labels_per_class"),
+        "svm_cifar10_kmeans_all": ("cifar10", "kmeans", "cifar10_kmeans", None),
+    }
+    assert protocols.PROTOCOLS is registry.PROTOCOLS  # one registry, re-exported where fit runs it
+    assert {n: (p.dataset, p.features_run, p.features_dir, p.labels_key) for n, p in registry.PROTOCOLS.items()} \
+        == expected
+    assert all(name == p.name for name, p in registry.PROTOCOLS.items())
+    # what common.smk derives: FEATURE_SETS (rule features_extract) and KMEANS_FEATURES (rule features_kmeans)
+    assert registry.feature_sets() == {"svhn": "svhn", "cifar10": "imagenet32"}
+    assert registry.kmeans_features_dir() == "cifar10_kmeans"
+    assert [p.discriminator_features for p in registry.PROTOCOLS.values()] == [True, True, True, False, False]
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert all(p.labels_key is None or p.labels_key in cfg["svm"] for p in registry.PROTOCOLS.values())
+    assert set(registry.feature_sets().values()) <= set(cfg["runs"])  # each D is a configured training run
+    # the workflow imports the registry whenever it parses: it must not pull in torch or scikit-learn
+    code = "import sys, dcgan_repro.svm.registry; print(sorted({'torch', 'sklearn', 'numpy'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
-    def literal(name: str):
-        return ast.literal_eval(re.search(rf"^{name} = (\{{.*?\}})", text, re.S | re.M).group(1))
 
-    smk_protocols, feature_sets = literal("SVM_PROTOCOLS"), literal("FEATURE_SETS")
-    other_features = re.search(r"^SVM_FEATURE_DIRS = \{(.*?)\}", text, re.S | re.M).group(1)  # not D's features
-    assert set(protocols.PROTOCOLS) == set(smk_protocols)
-    for name, p in protocols.PROTOCOLS.items():
-        assert p.dataset == smk_protocols[name]
-        assert f'"{name}"' in other_features or p.features_run == feature_sets[p.dataset]
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())["svm"]
-    assert all(p.labels_key is None or p.labels_key in cfg for p in protocols.PROTOCOLS.values())
+@pytest.mark.parametrize("change, message", [
+    ({"name": "svm_other"}, "registered under another name"),
+    ({"features_dir": "cifar10_d"}, r"D features of cifar10 are in results/features/cifar10/, not cifar10_d/"),
+    ({"features_run": "lsun"}, r"dataset cifar10: features of more than one D \(imagenet32, lsun\)"),
+    ({"features_run": registry.KMEANS, "features_dir": "svhn"}, "rule features_kmeans writes one folder"),
+])
+def test_registry_the_workflow_cannot_wire_is_refused(change, message):
+    """A protocol whose features another rule would have to write differently fails at import, with the reason."""
+    broken = dict(registry.PROTOCOLS)
+    broken["svm_cifar10_all"] = dataclasses.replace(registry.PROTOCOLS["svm_cifar10_all"], **change)
+    with pytest.raises(ValueError, match=message):
+        registry.check_registry(broken)
+    registry.check_registry(registry.PROTOCOLS)
 
 
 def test_raw_pixels_on_real_cifar10_match_linearsvc(shared_data, tmp_path):

@@ -359,6 +359,9 @@ def test_outputs_follow_the_contract(tmp_path):
                                                                         "step0000015.png"]
     grid = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(out / "samples" / "step0000015.png"))
     assert grid.shape == (10 * 30, 10 * 30)                    # 10 x 10 sheet of 28x28 with 2 px gaps
+    frame = np.zeros((300, 300), bool)                          # each sample in a 1-pixel black frame
+    frame[[0, -1]], frame[:, [0, -1]], frame[29::30], frame[30::30], frame[:, 29::30], frame[:, 30::30] = (True,) * 6
+    assert (grid[frame] == 0).all()
     assert models.generate(netG, 10, z_dist="uniform", seed=0, labels=np.arange(10)).shape == (10, 28, 28, 1)
 
 

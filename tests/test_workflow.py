@@ -59,6 +59,26 @@ def test_paper_dag_lists_every_stage(tmp_path):
     assert int(counts["dedup_hash_shard"]) > 1 and int(counts["faces_detect_shard"]) > 1  # scatter
 
 
+def test_paper_dag_fits_each_svm_protocol_on_its_features(tmp_path):
+    """The svm_fit jobs the registry (dcgan_repro.svm.registry, via common.smk) gives the paper DAG: each protocol's
+    features and labelled dataset, and the D that features_extract applies to each dataset (Sec. 5.1, 5.2)."""
+    res = smk("-n", "--directory", str(tmp_path), "all")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = re.findall(r"^rule (\w+):\n    input: (.*)\n    output: (.*)$", res.stdout + res.stderr, flags=re.M)
+    fits = {out: inp for rule, inp, out in jobs if rule == "svm_fit"}
+    feats, data = "results/features", "resources/data"
+    assert fits == {
+        f"results/svm/{p}.json": f"{feats}/{f}/train.npy, {feats}/{f}/test.npy, {data}/{d}"
+        for p, f, d in [("svm_svhn_1000", "svhn", "svhn"), ("svm_cifar10_400pc", "cifar10", "cifar10"),
+                        ("svm_cifar10_all", "cifar10", "cifar10"),
+                        ("svm_cifar10_kmeans_400pc", "cifar10_kmeans", "cifar10"),
+                        ("svm_cifar10_kmeans_all", "cifar10_kmeans", "cifar10")]
+    }
+    extracted = {out: inp for rule, inp, out in jobs if rule == "features_extract"}
+    assert extracted == {f"{feats}/{d}/{split}.npy": f"results/models/{run}/model.pt, {data}/{d}"
+                         for d, run in [("svhn", "svhn"), ("cifar10", "imagenet32")] for split in ("train", "test")}
+
+
 def test_rules_have_log_benchmark_resources_and_env():
     blocks = rule_blocks()
     assert set(PAPER_STAGES) <= set(blocks)

@@ -7,8 +7,8 @@ without internet in minutes. ``meta["stand_in"]`` says plainly what stood in; ev
 - ``svhn``: the same digits drawn in colour on random 32x32 backgrounds with partial neighbours.
 - ``cifar10``: 32x32 crops of 10 shipped photos, one class per photo.
 - ``imagenet``: crops of 15 shipped photos at ``image_size``, labelled by photo.
-- ``lsun_raw``: crops of the same photos with 10 % planted near-duplicates (exact, JPEG, 1-2 px shift,
-  brightness) for the dedup stage to find (``meta["planted_duplicates"]``).
+- ``lsun_raw``: crops of the same photos with 10 % planted near-duplicates (:data:`DUPLICATE_KINDS`) for the
+  dedup stage to find (``meta["planted_duplicates"]``).
 - ``faces_raw``: the astronaut's and LFW-subset faces pasted on face-free photos, as JPEG/PNG files with known
   boxes (``meta["planted_faces"]``), face-free images and two broken files for the face stage.
 
@@ -24,6 +24,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from dcgan_repro import dedup_planting as planting
 from dcgan_repro import io
 from dcgan_repro.data.download import DataError
 
@@ -111,13 +112,6 @@ def _draw_crops(rng: np.random.Generator, photo: np.ndarray, n: int, frac: tuple
     return out
 
 
-def _crop(photo: np.ndarray, x: int, y: int, side: int, size: int) -> np.ndarray:
-    """Square crop resized to (size, size, 3): area averaging when shrinking, bicubic when enlarging."""
-    patch = photo[y:y + side, x:x + side]  # (side, side, 3)
-    interp = cv2.INTER_AREA if side >= size else cv2.INTER_CUBIC
-    return cv2.resize(patch, (size, size), interpolation=interp)  # (size, size, 3)
-
-
 def _photo_crops(rng: np.random.Generator, names: tuple[str, ...], per_photo: int, size: int,
                  frac: tuple[float, float], distinct: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per_photo`` distinct crops of each photo: images (N, size, size, 3), labels (N,), crops (N, 4)
@@ -126,7 +120,7 @@ def _photo_crops(rng: np.random.Generator, names: tuple[str, ...], per_photo: in
     for label, name in enumerate(names):
         photo = demo_photo(name)
         for x, y, side in _draw_crops(rng, photo, per_photo, frac, min_side=size // 2, distinct=distinct):
-            xs.append(_crop(photo, x, y, side, size))
+            xs.append(planting.crop(photo, x, y, side, size))
             ys.append(label)
             params.append((label, x, y, side))
     return np.stack(xs), np.asarray(ys, dtype=np.int64), np.asarray(params, dtype=np.int64)
@@ -247,42 +241,35 @@ def _demo_imagenet(*, cfg, stage: Path, seed: int, workers: int, key: str):
     return meta, {}
 
 
-DUPLICATE_KINDS = ("exact", "jpeg", "shift", "brightness")
+# The demo's planted duplicate kinds, cycled in this order: name -> operation and parameter range (documented in
+# dcgan_repro.dedup_planting)
+DUPLICATE_KINDS = {
+    "exact": planting.Kind("exact"),
+    "jpeg": planting.Kind("jpeg", 50, 85),
+    "shift": planting.Kind("shift_xy", 1, 2, signs=(-1, 1)),
+    "brightness": planting.Kind("offset", 12, 30, signs=(-1, 1)),
+}
 
 
 def _demo_lsun(*, cfg, stage: Path, seed: int, workers: int, key: str):
     """~1500 crops at image_size of the 15 shipped photos, 10 % of them planted near-duplicates of others.
 
     Base: 91 mutually distinct random crops per photo (1365). Planted: 136 duplicates of distinct base images,
-    cycling over exact copies, JPEG re-encodes (quality 50-85), 1-2 px shifts (the crop window moved 1-2 output
-    pixels in the photo) and brightness changes (+-12..30 levels). Everything is shuffled; meta records
-    ``planted_duplicates`` = [[dup_index, original_index], ...] and each one's kind.
+    cycling over :data:`DUPLICATE_KINDS`. Everything is shuffled; meta records ``planted_duplicates`` =
+    [[dup_index, original_index], ...] and each one's kind.
     """
     size = int(cfg["image_size"])
     rng = _rng(seed, "lsun_raw")
     base, _, params = _photo_crops(rng, DEMO_POOL, 91, size, frac=(0.12, 0.6), distinct=True)
     n_dup = round(0.1 * len(base))
     originals = rng.choice(len(base), n_dup, replace=False)
-    dups, kinds = [], []
-    for j, o in enumerate(originals):
-        kind = DUPLICATE_KINDS[j % len(DUPLICATE_KINDS)]
-        img = base[o]
-        if kind == "jpeg":
-            ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 86))])
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]  # BGR round trip -> RGB (size, size, 3)
-        elif kind == "shift":
-            p, x, y, side = params[o]
-            photo = demo_photo(DEMO_POOL[p])
-            step = side / size  # photo pixels per output pixel
-            dx, dy = (int(rng.choice([-2, -1, 1, 2])) for _ in range(2))
-            x2 = int(np.clip(x + round(dx * step), 0, photo.shape[1] - side))
-            y2 = int(np.clip(y + round(dy * step), 0, photo.shape[0] - side))
-            img = _crop(photo, x2, y2, side, size)
-        elif kind == "brightness":
-            delta = int(rng.integers(12, 31)) * int(rng.choice([-1, 1]))
-            img = np.clip(img.astype(np.int16) + delta, 0, 255).astype(np.uint8)
-        dups.append(img)
-        kinds.append(kind)
+    names = list(DUPLICATE_KINDS)
+    kinds = [names[j % len(names)] for j in range(n_dup)]
+    dups = []
+    for kind, o in zip(kinds, originals):
+        p, x, y, side = params[o]
+        window = planting.Window(demo_photo(DEMO_POOL[p]), x, y, side)
+        dups.append(planting.plant(DUPLICATE_KINDS[kind], base[o], rng, window))
     x = np.concatenate([base, np.stack(dups)])  # (N, size, size, 3): base then duplicates
     order = rng.permutation(len(x))  # new position i holds old image order[i]
     where = np.argsort(order)  # old index -> new position
@@ -295,8 +282,8 @@ def _demo_lsun(*, cfg, stage: Path, seed: int, workers: int, key: str):
                 stand_in=f"{size}x{size} crops of 15 photos shipped with scikit-image / scikit-learn, with "
                          f"{n_dup} planted near-duplicates, standing in for LSUN bedrooms",
                 planted_duplicates=pairs, planted_duplicate_kinds=[kind_of[d] for d, _ in pairs],
-                duplicate_kinds_note="exact copy; jpeg = JPEG re-encode at quality 50-85; shift = crop window "
-                                     "moved 1-2 output px; brightness = +-12..30 grey levels")
+                duplicate_kinds_note=planting.describe(DUPLICATE_KINDS) + " (operations and their parameters: "
+                                                                          "dcgan_repro.dedup_planting)")
     return meta, {}
 
 

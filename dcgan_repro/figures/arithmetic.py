@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from dcgan_repro import faces, io, models, paper, runtime
-from dcgan_repro.figures.layout import Panel, figure_title, footer_text, image_grid, index_sheet, render_figure
+from dcgan_repro.figures.layout import Panel, figure_title, footer_text, index_sheet, render_figure
 from dcgan_repro.figures.runs import load_run, render, run_device, z_generator
+from dcgan_repro.images import image_grid
 
 log = logging.getLogger(__name__)
 PathLike = io.PathLike

@@ -14,8 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from dcgan_repro import features, io, models, paper
-from dcgan_repro.figures.layout import Layout, Panel, figure_title, footer_text, image_grid, render_figure
+from dcgan_repro.figures.layout import Layout, Panel, figure_title, footer_text, render_figure
 from dcgan_repro.figures.runs import load_run, run_device
+from dcgan_repro.images import image_grid
 
 PathLike = io.PathLike
 

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from dcgan_repro import io, models
-from dcgan_repro.figures.layout import Layout, Panel, figure_title, footer_text, image_grid, render_figure
+from dcgan_repro.figures.layout import Layout, Panel, figure_title, footer_text, render_figure
 from dcgan_repro.figures.runs import load_run, render, run_device, z_generator
+from dcgan_repro.images import image_grid
 
 PathLike = io.PathLike
 

@@ -8,8 +8,9 @@ any stand-in), the model run, preset, epoch, seed and code version, plus every p
 Text is matplotlib's default DejaVu Sans: an 11-pt bold title, 8-pt labels and footer (:data:`CHAR_PX` is the
 width budget of one 8-pt character). PNG and PDF carry no timestamps.
 
-:func:`image_grid` is the one grid of samples every figure uses; :func:`index_sheet` is a plain PNG grid with
-each sample's index (the Fig. 6 box template and the Fig. 7 exemplar pool).
+Every grid of samples is :func:`dcgan_repro.images.image_grid` with its defaults (white 2-pixel padding, the look
+of torchvision's ``make_grid``); :func:`index_sheet` is a plain PNG of such a grid with each sample's index (the
+Fig. 6 box template and the Fig. 7 exemplar pool).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dcgan_repro import io, paper
+from dcgan_repro.images import GRID_PAD, image_grid
 
 log = logging.getLogger(__name__)
 PathLike = io.PathLike
@@ -40,7 +42,6 @@ LABEL_PX = 18          # label band above each row of labelled panels
 LINE_PX = 13           # one footer line (8-pt text)
 FOOTER_PAD_PX = 6      # space between the last panel row and the footer
 CHAR_PX = 6.5          # width budget of one 8-pt DejaVu Sans character at 100 dpi (wrapping, label slots)
-GRID_PAD = 2           # white pixels between and around samples in a grid (torchvision make_grid padding)
 
 
 @dataclass
@@ -145,28 +146,11 @@ def render_figure(rows: Sequence[Sequence[Panel]], *, title: str, footer: str, p
     return lay
 
 
-def image_grid(images: np.ndarray, cols: int, pad: int = GRID_PAD) -> np.ndarray:
-    """uint8 (N, H, W, C) -> one uint8 (rows*(H+pad)+pad, min(cols, N)*(W+pad)+pad, C) grid, row-major, white
-    padding: the layout of ``torchvision.utils.make_grid(padding=pad, pad_value=255)``. Written with NumPy
-    because importing torchvision costs ~2 s per figure job (it loads torch._dynamo), more than most figures."""
-    if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
-        raise ValueError(f"expected uint8 N x H x W x C images (N >= 1), got {images.dtype} {images.shape}")
-    n, h, w, c = images.shape
-    cols = max(1, min(cols, n))
-    rows = math.ceil(n / cols)
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        grid[y:y + h, x:x + w] = images[i]
-    return grid
-
-
 def index_sheet(images: np.ndarray, path: PathLike, cols: int = 10, scale: int = 3) -> None:
     """PNG sheet of uint8 (N, H, W, C) images, upscaled ``scale`` x, each labelled with its index (top left)."""
     from PIL import Image, ImageDraw
 
-    grid = image_grid(images, cols, pad=GRID_PAD)
+    grid = image_grid(images, cols)  # (rows*(H+GRID_PAD)+GRID_PAD, cols*(W+GRID_PAD)+GRID_PAD, C), white padding
     sheet = Image.fromarray(np.repeat(np.repeat(grid, scale, 0), scale, 1).squeeze())
     draw = ImageDraw.Draw(sheet)
     h, w = images.shape[1:3]

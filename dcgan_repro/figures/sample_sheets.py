@@ -11,8 +11,9 @@ import numpy as np
 from torch import nn
 
 from dcgan_repro import io, models, paper, runtime
-from dcgan_repro.figures.layout import Layout, Panel, figure_title, footer_text, image_grid, render_figure
+from dcgan_repro.figures.layout import Layout, Panel, figure_title, footer_text, render_figure
 from dcgan_repro.figures.runs import load_run, run_device
+from dcgan_repro.images import image_grid
 
 log = logging.getLogger(__name__)
 PathLike = io.PathLike

@@ -26,14 +26,15 @@ log = logging.getLogger(__name__)
 
 GRAM_MAX_BYTES = 2 << 30  # largest float64 Gram matrix solver "auto" builds (N <= 16,384 rows)
 _DUAL_BLOCK = 64  # rows per block: sequential steps inside, one (N, b) x (b, K) product to apply them
+_BLOCK_BYTES = 256 << 20  # float32 rows of X per streamed block (Gram matrix, primal weights, row norms)
 
 
-def gram_matrix(X: np.ndarray, device: torch.device | str = "cpu", block_bytes: int = 256 << 20) -> np.ndarray:
+def gram_matrix(X: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
     """Q = X_aug X_aug^T (N, N) float64 for the rows of X plus a constant feature 1 (the regularised intercept,
     liblinear's bias = 1), from float32 products on ``device`` in row blocks (X: array, memmap or row view)."""
     N, F = X.shape
     Q = np.empty((N, N))
-    rows = max(1, block_bytes // (4 * max(F, 1)))
+    rows = max(1, _BLOCK_BYTES // (4 * max(F, 1)))
     device = torch.device(device)
     for i in range(0, N, rows):
         xi = torch.from_numpy(np.array(X[i:i + rows], np.float32)).to(device)  # (b_i, F), a writable copy
@@ -69,13 +70,13 @@ class _StreamRows:
     (float64, with a float32 copy for the products) and each block's rows are read from X (a memmap or array,
     never copied whole): O(b F (K + b)) per block, memory O(F K) -- for N too large for a Gram matrix."""
 
-    def __init__(self, X: np.ndarray, K: int, block_bytes: int = 256 << 20):
+    def __init__(self, X: np.ndarray, K: int):
         self.X = X
         N, F = X.shape
         self.W = np.zeros((K, F + 1))  # (K, F+1) float64; last column: intercept
         self.Wt = np.zeros((F, K), np.float32)  # (F, K) float32 copy of W[:, :F].T
         self.sqnorm = np.empty(N)
-        rows = max(1, block_bytes // (4 * max(F, 1)))
+        rows = max(1, _BLOCK_BYTES // (4 * max(F, 1)))
         for s in range(0, N, rows):
             xc = np.asarray(X[s:s + rows], np.float32)
             self.sqnorm[s:s + len(xc)] = np.einsum("ij,ij->i", xc, xc, dtype=np.float64) + 1.0
@@ -108,7 +109,8 @@ def _dual_cd(rows: _GramRows | _StreamRows, Y: np.ndarray, C: float, tol: float,
     Dual of class k: min 0.5 a^T (Y_k Q Y_k + I / (2C)) a - sum(a), a >= 0; w_k = sum_i a_ik y_ik x_i. Every
     epoch visits the rows in a fresh random order (seeded) and sets each a_ik to its exact coordinate minimum;
     rows are taken ``block`` at a time, sequentially inside a block (the block's Gram sub-matrix carries the
-    earlier steps), so the result is that of one-row-at-a-time coordinate descent. A class stops when its
+    earlier steps), so the result is that of one-row-at-a-time coordinate descent (``block=1``, which only the
+    tests set, to check exactly that). A class stops when its
     projected gradients span at most ``tol`` (liblinear's rule with LinearSVC's tol; no shrinking, so every
     variable is checked every epoch). ``start`` (N, K) >= 0: dual variables to start from (a warm start: any
     a >= 0 is feasible, e.g. the solution for a smaller C). Returns the dual variables, epochs, the last gaps
@@ -161,10 +163,10 @@ def _dual_cd_steps(rows: _GramRows | _StreamRows, Y: np.ndarray, C: float, tol: 
     return {"A": A, "epochs": epoch, "gap": gap, "converged": bool((gap <= tol).all())}
 
 
-def _primal_from_dual(X: np.ndarray, AY: np.ndarray, block_bytes: int = 256 << 20) -> tuple[np.ndarray, ...]:
+def _primal_from_dual(X: np.ndarray, AY: np.ndarray) -> tuple[np.ndarray, ...]:
     """w_k = sum_i a_ik y_ik x_i and b_k = sum_i a_ik y_ik (augmented feature 1), one streamed pass over X."""
     K, F = AY.shape[1], X.shape[1]
-    coef, rows = np.zeros((K, F)), max(1, block_bytes // (4 * max(F, 1)))
+    coef, rows = np.zeros((K, F)), max(1, _BLOCK_BYTES // (4 * max(F, 1)))
     for s in range(0, len(AY), rows):
         coef += (AY[s:s + rows].T.astype(np.float32) @ np.asarray(X[s:s + rows], np.float32)).astype(np.float64)
     return coef, AY.sum(0)

@@ -4,7 +4,8 @@ Each protocol fits one-vs-rest L2-SVMs with :func:`dcgan_repro.svm.solvers.fit_l
 objective) and scores the linear models ``argmax(X W^T + b)`` by streaming feature rows from memory maps, one pass
 over a split for many models at once (:func:`error_pct`).
 
-Protocols (rule ``svm_fit``, wildcard ``protocol``, :func:`fit`; docs/REFERENCE.md Sec. 4):
+Protocols (rule ``svm_fit``, wildcard ``protocol``, :func:`fit`; docs/REFERENCE.md Sec. 4), registered with what
+they read in :data:`PROTOCOLS` (:mod:`dcgan_repro.svm.registry`, the workflow's source too):
 
 * ``svm_svhn_1000`` (Table 2): SVHN train shuffled with ``svm.seed``; the first ``validation_size`` images are
   the validation set, the rest the labelled pool. C is chosen from ``c_grid`` by the mean validation error over
@@ -29,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,32 +37,9 @@ import torch
 
 from dcgan_repro import features, io, models, runtime
 from dcgan_repro.svm import dual_cd, solvers
+from dcgan_repro.svm.registry import KMEANS, PROTOCOLS, Protocol  # noqa: F401 (the registry, re-exported)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """One registered evaluation protocol (its name is the rule wildcard and the result file name)."""
-
-    name: str
-    dataset: str  # labelled dataset the features describe
-    features_run: str  # the training run whose D gives the features (common.smk FEATURE_SETS)
-    labels_key: str | None  # svm config key with labels per class; None = all training labels
-    paper: str  # what it reproduces
-
-
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
-    Protocol("svm_svhn_1000", "svhn", "svhn", "svhn_labels_per_class", "Table 2: SVHN, 1000 labels"),
-    Protocol("svm_cifar10_400pc", "cifar10", "imagenet32", "cifar10_labels_per_class",
-             "Table 1: CIFAR-10, 400 labels per class"),
-    Protocol("svm_cifar10_all", "cifar10", "imagenet32", None, "Table 1: CIFAR-10, all training labels"),
-    # Table 1's "1 Layer K-means" row, measured: the same protocols on K-means features (dcgan_repro.kmeans)
-    Protocol("svm_cifar10_kmeans_400pc", "cifar10", "kmeans", "cifar10_labels_per_class",
-             "Table 1: 1 Layer K-means baseline, CIFAR-10, 400 labels per class"),
-    Protocol("svm_cifar10_kmeans_all", "cifar10", "kmeans", None,
-             "Table 1: 1 Layer K-means baseline, CIFAR-10, all training labels"),
-]}
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -70,7 +47,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
 
 def error_pct(X: np.ndarray, y: np.ndarray, models: Sequence[solvers.LinearModel],
               block_rows: int = solvers.SCORE_BLOCK_ROWS) -> np.ndarray:
-    """Error (%) of each linear model on (X, y), in one streamed pass over the rows of X (a memmap is fine)."""
+    """Error (%) of each linear model on (X, y), in one streamed pass over the rows of X (a memmap is fine);
+    ``block_rows`` is set by tests only."""
     W = np.concatenate([m[0] for m in models])  # (M*K, F)
     b = np.concatenate([m[1] for m in models])  # (M*K,)
     n_models, n_classes = len(models), len(models[0][1])
@@ -187,6 +165,7 @@ def _fit_draws(Xtr: np.ndarray, ytr: np.ndarray, draws: Sequence[np.ndarray], cs
             info = {}
             prev = models[i][j] = solvers.fit_l2svm(X, y, cs[i], n_classes=n_classes, max_iter=cfg["max_iter"],
                                                     seed=cfg["seed"], solver=solver, device=device,
+                                                    newton=cfg.get("newton", solvers.NEWTON_METHODS[0]),
                                                     init=prev if solver == "torch" else None, gram=gram,
                                                     dual_start=dual, info=info)
             if "passes" in info:
@@ -232,7 +211,8 @@ def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLi
     ``svm_cfg`` is config ``svm``; ``data_dir`` the labelled dataset whose train/test splits the feature files'
     rows describe (labels and ``stand_in`` are read from it). ``feature_model``: the run config of the D the
     features should come from (with ``feature_pool``, config ``features.pool``): feature files of another length are
-    refused before anything is fitted. The solver (config ``svm.solver``) runs on ``common["device"]``.
+    refused before anything is fitted. The solver (config ``svm.solver``; ``svm.newton``: the torch solver's Newton
+    method) runs on ``common["device"]``.
     """
     t0 = time.time()
     if protocol not in PROTOCOLS:
@@ -247,7 +227,8 @@ def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLi
     class_names = meta.get("class_names")
     cs = check_c_grid(svm_cfg["c_grid"])
     solver = svm_cfg.get("solver", "auto")
-    solvers.resolve_solver(solver, 0)  # an unknown solver fails here, before anything is read
+    solvers.resolve_solver(solver, 0)  # an unknown solver or Newton method fails here, before anything is read
+    newton = solvers.check_newton(svm_cfg.get("newton", solvers.NEWTON_METHODS[0]))
     device = runtime.resolve_device(common.get("device", "cpu")) if solver != "liblinear" else torch.device("cpu")
     Xtr = _open_features(train_feats_path, len(ytr))
     dim = Xtr.shape[1]
@@ -294,6 +275,7 @@ def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLi
     if Xte.shape[1] != dim:
         raise ValueError(f"feature files {train_feats_path} ({dim} dims) and {test_feats_path} ({Xte.shape[1]} "
                          "dims) come from different models; re-run features_extract")
+    final_solver = solvers.resolve_solver(solver, len(final[0]))
     test_err = error_pct(Xte, yte, final_models)
     log.info("test error %.2f%% +- %.2f over %d fits", test_err.mean(), 1.96 * test_err.std(), len(test_err))
 
@@ -311,7 +293,8 @@ def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLi
         "draws": len(test_err),
         "stand_in": meta.get("stand_in"),
         "paper": proto.paper,
-        "solver": solvers.SOLVER_NAMES[solvers.resolve_solver(solver, len(final[0]))],
+        "solver": solvers.solver_name(final_solver, newton),
+        "newton": newton if final_solver == "torch" else None,
         "n_validation": len(val),
         "n_labelled_pool": len(pool),
         "n_test": len(yte),

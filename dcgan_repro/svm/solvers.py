@@ -52,11 +52,11 @@ LinearModel = tuple[np.ndarray, np.ndarray]  # (W (K, F) float32, b (K,) float32
 
 SOLVER_TOL = 1e-4  # LinearSVC / liblinear default ``tol``; see fit_l2svm for the criterion it sets
 SOLVERS = ("auto", "dual_cd", "torch", "liblinear")
-SOLVER_NAMES = {  # as recorded in the result JSON
+SOLVER_NAMES = {  # as recorded in the result JSON (torch: with its Newton method, solver_name)
     "dual_cd": "dcgan_repro.svm dual coordinate descent on the Gram matrix (liblinear's LinearSVC(dual=True) "
                "algorithm: squared hinge, one-vs-rest, L2, regularised intercept)",
-    "torch": "dcgan_repro.svm Newton-CG with line search, liblinear >= 2.40's primal method, each CG step refined over "
-             "the last two steps (LinearSVC's objective: squared hinge, one-vs-rest, L2, regularised intercept)",
+    "torch": "dcgan_repro.svm Newton-CG in torch (LinearSVC's objective: squared hinge, one-vs-rest, L2, regularised "
+             "intercept)",
     "liblinear": "sklearn.svm.LinearSVC (liblinear; squared hinge, one-vs-rest, L2, intercept)",
 }
 _TRON_ETA = (1e-4, 0.25, 0.75)  # liblinear tron.cpp: step acceptance / trust-region update thresholds
@@ -66,7 +66,12 @@ _TRON_ALPHA_PCG = 0.01  # liblinear: diagonal preconditioner M = (1 - a) I + a d
 _NEWTON_EPS_CG = 0.5  # liblinear newton.cpp (line-search Newton, its primal solver since 2.40): CG accuracy
 _NEWTON_ETA = 0.01  # liblinear linesearch_and_update: Armijo sufficient-decrease constant
 _NEWTON_MAX_HALVINGS = 20  # liblinear: max_num_linesearch (step 1, 1/2, 1/4, ...)
-NEWTON_METHODS = ("subspace", "line_search", "trust_region")
+NEWTON_METHODS = ("subspace", "line_search", "trust_region")  # config svm.newton; the first is the default
+NEWTON_NAMES = {  # as recorded in the result JSON; the same optimum and stopping rule, different paths to it
+    "subspace": "line search, liblinear >= 2.40's primal method, each CG step refined over the last two steps",
+    "line_search": "line search, liblinear >= 2.40's primal method as it is",
+    "trust_region": "trust region (TRON), liblinear's primal method before 2.40",
+}
 _NEWTON_MEMORY = 2  # method "subspace": previous steps in the subspace of each Newton step (2 and 5 measured alike)
 _F32_OBJECTIVE_NOISE = 1e-6  # relative size of objective differences lost to float32 products of X
 HESSIAN_CACHE_BYTES = 4 << 30  # largest compact copy of the margin rows (bf16 50,000 x 28,672 = 2.9 GB fits)
@@ -472,8 +477,23 @@ def resolve_solver(solver: str, n_rows: int) -> str:
     return solver
 
 
+def check_newton(newton: str) -> str:
+    """``newton`` if it names one of :data:`NEWTON_METHODS`, else an error naming config ``svm.newton``."""
+    if newton not in NEWTON_METHODS:
+        raise ValueError(f"svm.newton must be one of {', '.join(NEWTON_METHODS)}, got {newton!r}")
+    return newton
+
+
+def solver_name(solver: str, newton: str = NEWTON_METHODS[0]) -> str:
+    """What the result JSON records for a resolved ``solver``: :data:`SOLVER_NAMES`, the torch solver with its
+    Newton method (:data:`NEWTON_NAMES`)."""
+    if solver == "torch":
+        return f"{SOLVER_NAMES[solver]}: {NEWTON_NAMES[check_newton(newton)]}"
+    return SOLVER_NAMES[solver]
+
+
 def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_iter: int = 1000, seed: int = 0,
-              solver: str = "torch", tol: float = SOLVER_TOL, device: torch.device | str = "cpu",
+              solver: str = "torch", device: torch.device | str = "cpu",
               init: LinearModel | None = None, hessian_dtype: torch.dtype | str | None = "auto",
               hessian_cache_bytes: int = HESSIAN_CACHE_BYTES, newton: str = "subspace",
               gram: np.ndarray | None = None, dual_start: np.ndarray | None = None,
@@ -487,15 +507,16 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     ``solver="dual_cd"``: :func:`dual_cd.fit_dual_cd` on the Gram matrix ``gram`` of X's rows
     (:func:`dual_cd.gram_matrix`; computed when not given and it fits ``dual_cd.GRAM_MAX_BYTES``, so a C grid
     can share one; otherwise the streaming form, which keeps w and reads X), LinearSVC(dual=True)'s algorithm and
-    stopping rule (``tol``, ``max_iter`` epochs); memory O(N^2) with the Gram matrix. ``solver="auto"``: dual_cd
-    while its Gram matrix fits ``dual_cd.GRAM_MAX_BYTES``, else torch.
+    stopping rule (:data:`SOLVER_TOL`, ``max_iter`` epochs); memory O(N^2) with the Gram matrix.
+    ``solver="auto"``: dual_cd while its Gram matrix fits ``dual_cd.GRAM_MAX_BYTES``, else torch.
     ``dual_start``: dual variables (N, present classes) to start from, e.g. ``info["dual"]`` of the fit for a
     smaller C on the same rows (warm start along a C grid).
     ``solver="torch"``: Newton-CG as liblinear's primal solver, all classes together, on ``device``;
-    ``newton="subspace"`` (default: liblinear >= 2.40's line-search method with each truncated CG step replaced by
-    the model minimiser over it and the last two steps, :func:`_newton_ls` with memory; 1.6x faster at 10,000 x
-    28,672), ``"line_search"`` (liblinear >= 2.40's method as it is) or ``"trust_region"`` (TRON, the method
-    before it, :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence:
+    ``newton`` (config ``svm.newton``, :data:`NEWTON_METHODS`; the other solvers ignore it): ``"subspace"``
+    (default: liblinear >= 2.40's line-search method with each truncated CG step replaced by the model minimiser
+    over it and the last two steps, :func:`_newton_ls` with memory; 1.6x faster at 10,000 x 28,672),
+    ``"line_search"`` (liblinear >= 2.40's method as it is) or ``"trust_region"`` (TRON, the method before it,
+    :func:`_tron`): the same optimum and stopping rule, different paths to it. Convergence:
     class k stops when ||grad f_k(w_k)|| <= tol * max(min(#pos_k, #neg_k), 1) / N * ||grad f_k(0)|| (liblinear's
     primal rule with LinearSVC's tol = 1e-4), or after ``max_iter`` Newton iterations (then a warning).
     ``init``: a model to start from (warm start along a C grid, same classes).
@@ -504,6 +525,9 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     method; measured on an AVX2-only CPU, a 4,096 x 28,672 bf16 product ran at half the fp32 speed); the
     objective and gradient, hence the stopping rule and the solution, are always float32-exact.
     ``hessian_cache_bytes``: largest compact copy of the margin rows kept for them (bigger: products stream X).
+    These two have no config key: the workflow runs the defaults (both other paths are still taken: X's dtype on
+    a device without native bf16, streaming when the margin rows do not fit); tests set them to compare the paths.
+    ``tol`` is :data:`SOLVER_TOL`, LinearSVC's default, which the authors' code kept (no setting changes it).
     Memory: X is never copied; the cache, plus O(N K + F K) float64.
     ``info`` (a dict) receives iterations, passes over X, objective values and wall time.
     ``solver="liblinear"``: ``sklearn.svm.LinearSVC(C=C, max_iter=max_iter, random_state=seed)``, the
@@ -525,8 +549,8 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
     if solver == "liblinear":
         coef, icpt = _fit_liblinear(X, y, C, max_iter, seed)
     elif solver == "dual_cd":
-        coef, icpt, res = dual_cd.fit_dual_cd(X, y, classes, C, tol=tol, max_iter=max_iter, seed=seed, device=device,
-                                              gram=gram, dual_start=dual_start)
+        coef, icpt, res = dual_cd.fit_dual_cd(X, y, classes, C, tol=SOLVER_TOL, max_iter=max_iter, seed=seed,
+                                              device=device, gram=gram, dual_start=dual_start)
         if info is not None:
             info.update(iterations=res["epochs"], converged=res["converged"], dual=res["A"])
     else:
@@ -542,10 +566,8 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
                                         device=device)
         obj = _SquaredHingeOvR(X, y, classes, C, device, hessian_dtype, hessian_cache_bytes)
         n_pos = torch.as_tensor(np.bincount(np.searchsorted(classes, y), minlength=len(classes)), device=device)
-        tol_k = tol * torch.clamp(torch.minimum(n_pos, len(y) - n_pos), min=1).double() / len(y)
-        if newton not in NEWTON_METHODS:
-            raise ValueError(f"newton must be one of {', '.join(NEWTON_METHODS)}, got {newton!r}")
-        if newton == "trust_region":
+        tol_k = SOLVER_TOL * torch.clamp(torch.minimum(n_pos, len(y) - n_pos), min=1).double() / len(y)
+        if check_newton(newton) == "trust_region":
             res = _tron(obj, W0, tol_k, max_iter)
         else:
             res = _newton_ls(obj, W0, tol_k, max_iter, memory=_NEWTON_MEMORY if newton == "subspace" else 0)
@@ -553,7 +575,7 @@ def fit_l2svm(X: np.ndarray, y: np.ndarray, C: float, *, n_classes: int, max_ite
             why = (f"svm.max_iter = {max_iter} Newton iterations" if res["iterations"] >= max_iter else
                    f"no further progress at float32 precision after {res['iterations']} Newton iterations")
             log.warning("L2-SVM (C=%g, N=%d, F=%d) stopped before its stopping rule (tol %g): %s; the worst "
-                        "class's gradient is %.1fx its target", C, *X.shape, tol, why,
+                        "class's gradient is %.1fx its target", C, *X.shape, SOLVER_TOL, why,
                         float((res["grad_ratio"] / res["tol"]).max()))
         Wk = res["W"].cpu().numpy()  # (K, F+1)
         coef, icpt = Wk[:, :-1], Wk[:, -1]
@@ -614,6 +636,7 @@ def _check_liblinear_memory(X: np.ndarray) -> None:
 
 
 def predict(X: np.ndarray, model: LinearModel) -> np.ndarray:
-    """Class predictions argmax(X W^T + b) for an in-memory (N, F) block."""
+    """Class predictions argmax(X W^T + b) for an in-memory (N, F) block (the tests' check against LinearSVC's
+    predictions; the protocols score models with :func:`dcgan_repro.svm.protocols.error_pct`, streamed)."""
     W, b = model
     return np.argmax(X @ W.T + b, axis=1)  # (N, K) -> (N,)

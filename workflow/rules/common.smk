@@ -1,6 +1,8 @@
 # The one place that reads config and builds target lists and paths.
 import os
 
+from dcgan_repro.svm.registry import PROTOCOLS, feature_sets, kmeans_features_dir
+
 # Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
 # (Sets a variable for the jobs; reads none, so no envvars: directive is needed.)
 os.environ.update(
@@ -12,19 +14,12 @@ os.environ.update(
 
 DATA = config["data"]["root"]
 RUNS = list(config["runs"])
-# Features for the SVM: which trained D is applied to which labelled dataset (Sec. 5.1, 5.2).
-FEATURE_SETS = {"cifar10": "imagenet32", "svhn": "svhn"}
-SVM_PROTOCOLS = {
-    "svm_cifar10_all": "cifar10",
-    "svm_cifar10_400pc": "cifar10",
-    "svm_svhn_1000": "svhn",
-    "svm_cifar10_kmeans_all": "cifar10",
-    "svm_cifar10_kmeans_400pc": "cifar10",
-}
+# SVM protocols (Sec. 5.1, 5.2; Tables 1, 2) and what each reads: the registry dcgan_repro.svm.registry.PROTOCOLS.
+SVM_PROTOCOLS = PROTOCOLS
+# Features for the SVM: which trained D rule features_extract applies to which labelled dataset (Sec. 5.1, 5.2).
+FEATURE_SETS = feature_sets()
 # Table 1's measured baseline: K-means features (rule features_kmeans) in results/features/<this>/.
-KMEANS_FEATURES = "cifar10_kmeans"
-# Feature folder (results/features/<folder>/) of each protocol that does not read D's features of its dataset.
-SVM_FEATURE_DIRS = {"svm_cifar10_kmeans_all": KMEANS_FEATURES, "svm_cifar10_kmeans_400pc": KMEANS_FEATURES}
+KMEANS_FEATURES = kmeans_features_dir()
 MNIST_MODELS = ["mnist_dcgan", "mnist_gan"]
 # Table 3 columns computed; a count of 0 leaves that column to the paper's quoted value (e.g. @10M on a CPU).
 MNIST_COUNTS = [k for k, n in config["mnist_eval"]["sample_counts"].items() if n]
@@ -101,8 +96,15 @@ def all_tables():
 
 
 def svm_features(protocol):
-    """The feature folder an SVM protocol reads: D's features of its dataset, or the K-means baseline's."""
-    return SVM_FEATURE_DIRS.get(protocol, SVM_PROTOCOLS[protocol])
+    """The feature folder (results/features/<dir>) an SVM protocol reads: D's features of its dataset, or the K-means
+    baseline's."""
+    return f"results/features/{SVM_PROTOCOLS[protocol].features_dir}"
+
+
+def svm_feature_model(protocol):
+    """Config of the run whose D gives the protocol's features (their length is checked); None for K-means."""
+    p = SVM_PROTOCOLS[protocol]
+    return config["runs"][p.features_run] if p.discriminator_features else None
 
 
 def released_weights(name, filename):

@@ -4,9 +4,9 @@
 
 rule svm_fit:
     input:
-        train=lambda w: f"results/features/{svm_features(w.protocol)}/train.npy",
-        test=lambda w: f"results/features/{svm_features(w.protocol)}/test.npy",
-        data=lambda w: dataset_dir(SVM_PROTOCOLS[w.protocol]),
+        train=lambda w: f"{svm_features(w.protocol)}/train.npy",
+        test=lambda w: f"{svm_features(w.protocol)}/test.npy",
+        data=lambda w: dataset_dir(SVM_PROTOCOLS[w.protocol].dataset),
     output:
         "results/svm/{protocol}.json",
     log:
@@ -25,9 +25,7 @@ rule svm_fit:
         svm=config["svm"],
         common=common_params(),
         # the D whose feature length the files must have (None: not D features, e.g. the K-means baseline)
-        feature_model=lambda w: (
-            None if w.protocol in SVM_FEATURE_DIRS else config["runs"][FEATURE_SETS[SVM_PROTOCOLS[w.protocol]]]
-        ),
+        feature_model=lambda w: svm_feature_model(w.protocol),
         feature_pool=config["features"]["pool"],
     script:
         "../scripts/svm_fit.py"
