@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -104,8 +105,6 @@ def staged_folder(out_dir: PathLike, *, error: type[Exception] = FileExistsError
     killed run is removed before the block starts. A non-empty ``out_dir`` without meta.json is not a dataset
     folder we wrote: it is never replaced; ``error`` is raised instead, its message ending with ``hint``.
     """
-    import shutil
-
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / "meta.json").exists():
         raise error(f"output folder {out} exists and is not an ingested dataset (no meta.json); refusing to "
