@@ -50,8 +50,11 @@ _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_
 # A number written like 2e-4: YAML 1.1 (PyYAML, which Snakemake uses) reads it as a string.
 _YAML11_FLOAT = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?)(\d+)$")
 
+# Datasets rule data_ingest builds (its wildcard values), and the config.yaml data.<key> section of each.
+INGESTED_DATASETS = ("mnist", "cifar10", "svhn", "lsun_raw", "imagenet", "faces_raw")
+DATA_CONFIG_KEY = {name: {"lsun_raw": "lsun", "faces_raw": "faces"}.get(name, name) for name in INGESTED_DATASETS}
 # Dataset folders under data.root, each the output of one rule (data_ingest, dedup_gather, faces_gather).
-DATASET_FOLDERS = ("mnist", "cifar10", "svhn", "lsun_raw", "imagenet", "faces_raw", "lsun", "faces")
+DATASET_FOLDERS = (*INGESTED_DATASETS, "lsun", "faces")
 # Output folders outside data.root, relative to the working directory (what workflow/rules/*.smk write).
 OWNED_FOLDERS = ("results", "logs", "resources/checkpoints", "resources/faces_shards")
 # User-supplied paths: read, never written (downloads add files to data.*.path but never delete or rewrite).
@@ -269,7 +272,7 @@ def _check_paths(config: dict[str, Any]) -> None:
         folder = Path(root) / d
         if not folder.exists():
             continue
-        if not folder.is_dir() or (any(folder.iterdir()) and not _made_here(folder)):
+        if not folder.is_dir() or (any(folder.iterdir()) and not io.is_dataset_folder(folder)):
             raise ConfigError(
                 f"config key 'data.root' ({root}): {folder} exists and was not made by this workflow (no meta.json "
                 f"as the workflow writes it). The workflow owns {folder} (the '{d}' dataset) and Snakemake deletes it "
@@ -279,12 +282,3 @@ def _check_paths(config: dict[str, Any]) -> None:
             io.check_dataset(folder)
         except io.DatasetError as e:
             raise ConfigError(f"config key 'data.root' ({root}): {e}") from None
-
-
-def _made_here(folder: Path) -> bool:
-    """Whether ``folder`` holds a meta.json as this workflow writes it (docs/CONTRACTS.md, "Datasets")."""
-    try:
-        meta = io.read_json(folder / "meta.json")
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and ("provenance" in meta or {"name", "splits", "source", "stand_in"} <= set(meta))

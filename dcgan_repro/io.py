@@ -106,7 +106,7 @@ def staged_folder(out_dir: PathLike, *, error: type[Exception] = FileExistsError
     folder we wrote: it is never replaced; ``error`` is raised instead, its message ending with ``hint``.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / "meta.json").exists():
+    if out.exists() and any(out.iterdir()) and not is_dataset_folder(out):
         raise error(f"output folder {out} exists and is not an ingested dataset (no meta.json); refusing to "
                     f"replace it: move it away{hint}")
     stage = out.with_name(f".{out.name}.partial")
@@ -124,6 +124,16 @@ def staged_folder(out_dir: PathLike, *, error: type[Exception] = FileExistsError
     finally:
         if not done:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def is_dataset_folder(folder: PathLike) -> bool:
+    """Whether ``folder`` holds a meta.json as this workflow writes it (docs/CONTRACTS.md, "Datasets"): the one test
+    of "a folder the workflow made", used before replacing one and by config validation."""
+    try:
+        meta = read_json(Path(folder) / "meta.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and ("provenance" in meta or {"name", "splits", "source", "stand_in"} <= set(meta))
 
 
 def write_json(path: PathLike, obj: Any) -> None:

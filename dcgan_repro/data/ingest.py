@@ -53,14 +53,13 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from dcgan_repro import images, io
+from dcgan_repro.config import DATA_CONFIG_KEY, INGESTED_DATASETS
 from dcgan_repro.data import demo, download
 from dcgan_repro.data.download import DataError, DownloadError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "cifar10", "svhn", "lsun_raw", "imagenet", "faces_raw")
-# config.yaml data.<key> section of each dataset (rule data_ingest passes it as params.data)
-CONFIG_KEY = {"lsun_raw": "lsun", "faces_raw": "faces"}
+DATASETS = INGESTED_DATASETS  # defined with their config.yaml data.<key> sections (DATA_CONFIG_KEY) in config.py
 SOURCES = {
     "mnist": ("download", "demo"),
     "cifar10": ("download", "demo"),
@@ -102,7 +101,7 @@ def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int
     t0 = time.time()
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    key = f"data.{CONFIG_KEY.get(name, name)}"
+    key = f"data.{DATA_CONFIG_KEY[name]}"
     source = cfg.get("source")
     if source not in SOURCES[name]:
         raise DataError(f"config key '{key}.source': {source!r} is not allowed for {name}; "

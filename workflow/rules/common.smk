@@ -1,6 +1,7 @@
 # The one place that reads config and builds target lists and paths.
 import os
 
+from dcgan_repro.config import DATA_CONFIG_KEY, INGESTED_DATASETS
 from dcgan_repro.svm.registry import PROTOCOLS, feature_sets, kmeans_features_dir
 
 # Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
@@ -63,7 +64,7 @@ def dataset_dir(name):
 
 def ingest_cfg(dataset):
     """config.yaml data.<name> section of an ingested dataset (lsun_raw -> lsun, faces_raw -> faces)."""
-    return config["data"][{"lsun_raw": "lsun", "faces_raw": "faces"}.get(dataset, dataset)]
+    return config["data"][DATA_CONFIG_KEY[dataset]]
 
 
 def train_dataset_dir(run):

@@ -10,7 +10,7 @@ rule data_ingest:
     benchmark:
         f"logs/benchmarks/data/{{dataset}}.tsv"
     wildcard_constraints:
-        dataset="mnist|cifar10|svhn|lsun_raw|imagenet|faces_raw",
+        dataset="|".join(INGESTED_DATASETS),
     conda:
         "../../envs/torch.yaml"
     # image decoding threads for real LSUN / ImageNet / face folders (capped at --cores); demo sources need one
