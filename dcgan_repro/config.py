@@ -209,16 +209,30 @@ def _check_consistency(config: dict[str, Any]) -> None:
 
 
 def _check_weights(config: dict[str, Any]) -> None:
-    """A configured release folder (or .jl file) must exist: otherwise Snakemake names a missing file, not the key."""
-    svhn = config["weights"]["svhn"]
-    if svhn is None:
-        return
-    p = Path(svhn)
-    jl = p if p.suffix == ".jl" else p / "200_gen_params.jl"
-    if not jl.is_file():
-        raise ConfigError(f"config key 'weights.svhn': {jl} does not exist; set weights.svhn to the folder of the "
-                          "authors' released SVHN model (Newmu/dcgan_code models/svhn_..., holding "
-                          "200_gen_params.jl and its .npy files), or to null to skip the figure")
+    """Released weights where the config uses them, and configured paths that exist (the job verifies the files
+    themselves): otherwise Snakemake would name a missing file, not the key."""
+    from dcgan_repro.svm.registry import FEATURE_RUNS
+
+    weights = config["weights"]
+    for run in ("imagenet32", "svhn"):
+        path = weights[run]
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"config key 'weights.{run}': {path} does not exist; set it to a clone of the authors' "
+                              "repository (git clone https://github.com/Newmu/dcgan_code) or the released model's "
+                              "folder in it, or to null")
+    for dataset, run in FEATURE_RUNS.items():
+        choice = config["features"]["discriminator"][dataset]
+        if choice in ("released", "both") and weights[run] is None:
+            raise ConfigError(f"config key 'features.discriminator.{dataset}' is {choice!r}, which needs the authors' "
+                              f"released D, but 'weights.{run}' is null: set weights.{run} to a clone of "
+                              "https://github.com/Newmu/dcgan_code (or its model folder), or use 'trained'")
+        epoch = config["features"]["trained_epoch"][dataset]
+        spec = {**config["run_defaults"], **config["runs"][run]}
+        kept = snapshot_epochs(spec["epochs"], spec["snapshot_every"])
+        if choice != "released" and epoch and epoch not in kept:
+            raise ConfigError(f"config key 'features.trained_epoch.{dataset}': {epoch} is not an epoch run {run} keeps "
+                              f"(runs.{run}: epochs {spec['epochs']}, snapshot_every {spec['snapshot_every']} keep "
+                              f"{kept}); choose one of them, 0 for the last, or change runs.{run}.snapshot_every")
 
 
 def owned_outputs(config: dict[str, Any]) -> dict[Path, str]:
@@ -239,7 +253,7 @@ def user_paths(config: dict[str, Any]) -> dict[str, Path]:
         if ds["source"] != "demo" and ds.get("path"):
             paths[f"data.{name}.path"] = _resolve(ds["path"])
     for name, p in config["weights"].items():
-        if p:
+        if p and name != "allow_partial":
             paths[f"weights.{name}"] = _resolve(p)
     if config["figures"]["window_boxes"]:
         paths["figures.window_boxes"] = _resolve(config["figures"]["window_boxes"])

@@ -228,22 +228,93 @@ def load_features(path: io.PathLike, *, expected_dim: int | None = None, n_rows:
     return x
 
 
-def run_extraction(model_path: io.PathLike, data_dir: io.PathLike, split: str, out_path: io.PathLike,
-                   cfg: dict, common: dict) -> np.ndarray:
-    """Rule ``features_extract``: D of ``model_path`` applied to ``data_dir``/``split`` -> ``out_path`` (.npy).
+def pixel_features(images_uint8_nhwc: np.ndarray, out_path: io.PathLike, batch_size: int = 4096) -> np.ndarray:
+    """Raw pixels as D sees them (scaled to [-1, 1]), flattened in (C, H, W) order: float32 (N, H*W*C), streamed
+    into an atomically written .npy; the memory-mapped file is returned. The floor every learned feature should
+    beat (Table 1's pixel row)."""
+    n = len(images_uint8_nhwc)
+    dim = int(np.prod(images_uint8_nhwc.shape[1:]))
+    out, tmp = io.open_npy_writer(out_path, (n, dim), np.float32)
+    try:
+        for start in range(0, n, batch_size):
+            xb = np.asarray(images_uint8_nhwc[start:start + batch_size])  # (B, H, W, C) uint8
+            out[start:start + len(xb)] = models.to_model_input(xb, "tanh").flatten(1).numpy()  # (B, C*H*W)
+        io.commit_npy(out, tmp, out_path)
+    except BaseException:
+        del out
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return load_features(out_path, expected_dim=dim, n_rows=n)
 
-    ``cfg`` is config ``features`` (pool, bn_stats, bn_batches, batch_size, seed); BN statistics always come from
-    the dataset's train split (its labels are never read).
-    """
-    device = runtime.resolve_device(common["device"])
-    if common.get("precision", "fp32") != "fp32":
-        log.info("precision %s requested; features are computed in fp32 regardless", common["precision"])
+
+def _trained_discriminator(model_path: io.PathLike, run: str, epoch: int, device: torch.device
+                           ) -> tuple[nn.Module, dict]:
+    """D of the trained run's model file, or of its snapshot after ``epoch`` (0: the last epoch), and what it is."""
     _, netD, ckpt = models.load_checkpoint(model_path, device)
-    images, _ = io.read_dataset(data_dir, split)
-    bn_images = io.read_dataset(data_dir, "train")[0] if cfg["bn_stats"] == "fixed" else None
-    log.info("D of run %s (epoch %s) on %s/%s: %d images", ckpt.get("name"), ckpt.get("epoch"), data_dir, split,
-             len(images))
-    return extract_features(netD, images, netD.output_range, pool=cfg["pool"], bn_stats=cfg["bn_stats"],
-                            bn_source_images=bn_images, bn_batches=cfg["bn_batches"],
-                            batch_size=cfg["batch_size"], device=device, bn_seed=cfg["seed"], out_path=out_path)
+    path = model_path
+    if epoch and epoch != ckpt["epoch"]:
+        snapshots = {int(e): p for e, p in ckpt["snapshots"].items()}
+        if epoch not in snapshots:
+            raise ValueError(f"config key 'features.trained_epoch': run {run} kept no snapshot after epoch {epoch} "
+                             f"(kept: {sorted(snapshots)}, last {ckpt['epoch']}); set runs.{run}.snapshot_every so "
+                             f"that it does, or choose one of those epochs")
+        path = snapshots[epoch]
+        _, netD, ckpt = models.load_checkpoint(path, device)
+    about = {"run": run, "model": str(path), "epoch": ckpt["epoch"], "data": ckpt["data_meta"].get("name"),
+             "data_stand_in": ckpt["data_meta"].get("stand_in"), "layers": len(netD.convs)}
+    return netD, about
 
+
+def _released_discriminator(released: dict, device: torch.device) -> tuple[nn.Module, dict]:
+    """The authors' released D of ``released["run"]`` (config weights.<run>), verified against the release's git
+    blob ids first; from a copy lacking files only when ``allow_partial``: then D's first loadable convolutions."""
+    from dcgan_repro import released as rel
+    from dcgan_repro.svm.registry import RELEASED_MODELS
+
+    if not released.get("path"):
+        raise ValueError(f"config key '{released['key']}' is null: set it to a clone of {rel.REPOSITORY} (or the "
+                         f"released model's folder) to use the authors' D, or choose features.discriminator trained")
+    netD, manifest = rel.load_discriminator(released["path"], RELEASED_MODELS[released["run"]],
+                                            allow_partial=released["allow_partial"], key=released["key"])
+    return netD.to(device), {"run": released["run"], "release": manifest, "epoch": manifest["epoch"],
+                             "layers": manifest["convs_loaded"]}
+
+
+def run_extraction(source: str, data_dir: io.PathLike, split: str, out_path: io.PathLike,
+                   about_path: io.PathLike, cfg: dict, common: dict, *, model_path: io.PathLike | None = None,
+                   run: str | None = None, epoch: int = 0, released: dict | None = None) -> np.ndarray:
+    """Rule ``features_extract``: features of ``data_dir``/``split`` -> ``out_path`` (.npy), and what produced
+    them -> ``about_path`` (JSON, docs/CONTRACTS.md; the SVM result and the table rows carry it).
+
+    ``source``: ``trained`` (D of ``model_path``, the run ``run``, at snapshot ``epoch``; 0 = the last),
+    ``released`` (the authors' D, ``released`` = {path, run, key, allow_partial}) or ``pixels``. ``cfg`` is config
+    ``features`` (pool, bn_stats, bn_batches, batch_size, seed); BN statistics always come from the dataset's
+    train split (its labels are never read).
+    """
+    t0 = time.time()
+    images, _ = io.read_dataset(data_dir, split)
+    if source == "pixels":
+        feats = pixel_features(images, out_path)
+        about: dict = {"layers": 0, "scaling": "pixels / 127.5 - 1 (D's input), (C, H, W) order"}
+    else:
+        device = runtime.resolve_device(common["device"])
+        if common.get("precision", "fp32") != "fp32":
+            log.info("precision %s requested; features are computed in fp32 regardless", common["precision"])
+        if source == "trained":
+            netD, about = _trained_discriminator(model_path, run, epoch, device)
+        elif source == "released":
+            netD, about = _released_discriminator(released, device)
+        else:
+            raise ValueError(f"unknown feature source {source!r}; allowed: trained, released, pixels")
+        bn_images = io.read_dataset(data_dir, "train")[0] if cfg["bn_stats"] == "fixed" else None
+        log.info("%s D of run %s (epoch %s, %d conv layers) on %s/%s: %d images", source, about["run"],
+                 about["epoch"], about["layers"], data_dir, split, len(images))
+        feats = extract_features(netD, images, netD.output_range, pool=cfg["pool"], bn_stats=cfg["bn_stats"],
+                                 bn_source_images=bn_images, bn_batches=cfg["bn_batches"],
+                                 batch_size=cfg["batch_size"], device=device, bn_seed=cfg["seed"], out_path=out_path)
+    about = {"source": source, "split": split, "feature_dim": int(feats.shape[1]), "n_images": int(feats.shape[0]),
+             **about, "provenance": io.provenance(config={"features": cfg, **common}, seed=cfg["seed"],
+                                                  inputs={"data": data_dir, **({"model": model_path} if model_path
+                                                                               else {})}, started=t0)}
+    io.write_json(about_path, about)
+    return feats

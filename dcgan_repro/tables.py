@@ -144,71 +144,167 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def _table1_svm_row(model: str, col: str, rec: dict[str, Any], *, preset: str,
-                    data_stand_in: str | None) -> dict[str, Any]:
-    """A measured accuracy cell of Table 1 from one SVM result (all labels or labels per class)."""
-    q = paper.TABLE1[model, col]
+RELEASED_D = "DCGAN, the authors' released D + our L2-SVM"  # measured row beside the paper's DCGAN row
+PIXELS = "Raw pixels + L2-SVM (not in the paper)"
+PAPER_LABELS_PER_CLASS = 400  # Table 1's per-class budget (the column label)
+
+
+def _n_train(rec: dict[str, Any]) -> int | None:
+    """Training images a CIFAR-10 result saw (validation + labelled pool), when it records them."""
+    parts = [rec.get("n_validation"), rec.get("n_labelled_pool")]
+    return sum(parts) if all(isinstance(v, int) for v in parts) else None
+
+
+def source_note(rec: dict[str, Any]) -> str:
+    """What the features of an SVM result came from (its ``feature_source``, written by rule features_extract)."""
+    src = rec.get("feature_source") or {}
+    kind = rec.get("features")
+    if kind == "trained":
+        data = src.get("data_stand_in") or src.get("data")
+        return (f"D of run '{src.get('run', rec.get('features_run'))}' trained by this workflow"
+                + (f" on {data}" if data else "") + (f", epoch {src['epoch']}" if src.get("epoch") else ""))
+    if kind == "released":
+        rel = src.get("release") or {}
+        note = (f"the authors' released D ({rel.get('repository', 'Newmu/dcgan_code')} at "
+                f"{str(rel.get('commit', ''))[:7]}, epoch {rel.get('epoch')}; {rel.get('files_verified')} files "
+                f"verified by git blob id)")
+        if rel and not rel.get("complete", True):
+            note += (f"; PARTIAL release (weights.allow_partial): features from its first {rel.get('convs_loaded')} "
+                     f"of {rel.get('convs_total')} convolutions, {rec.get('feature_dim'):,}-d")
+        return note
+    if kind == "pixels":
+        return "raw pixels scaled to [-1, 1] (D's input)"
+    return ""
+
+
+def _svm_cell(model: str, col_label: str, q: paper.Quoted | None, rec: dict[str, Any], *, preset: str,
+              data_stand_in: str | None, one_draw: bool = False, per_class_paper: int | None = None
+              ) -> dict[str, Any]:
+    """A measured accuracy cell from one SVM result (all labels, labels per class, or the one draw of a subset)."""
     draws = int(rec.get("draws") or 1)
     lpc = rec.get("labels_per_class")
-    note = (f"ours: all training labels, C={rec.get('C')}" if lpc is None else
-            f"ours: {lpc} labels per class, mean and ± 1.96·std over {draws} draws, C={rec.get('C')}")
-    if col == "accuracy_400" and lpc not in (None, 400):
-        note += " (NOT the paper's 400 per class)"
-    spread = _number(rec, "test_error_ci95_pct") if draws > 1 else None
-    return measured_row(model, paper.TABLE1_COLUMN_LABELS[col], q, _number(rec, "test_accuracy_pct"),
-                        ours_spread=spread, note=note, prov=provenance_columns(rec, preset, data_stand_in))
+    if one_draw:
+        n = _n_train(rec)
+        note = (f"ours: one draw = all {n:,} training images of the subset (about {n // 10:,} per class, not "
+                f"stratified; no other draw exists, so no spread), C={rec.get('C')} chosen on "
+                f"{rec.get('n_validation'):,} of them")
+    elif lpc is None:
+        note = f"ours: all training labels, C={rec.get('C')}"
+    else:
+        note = f"ours: {lpc} labels per class, mean and ± 1.96·std over {draws} draws, C={rec.get('C')}"
+        if per_class_paper is not None and lpc != per_class_paper:
+            note += f" (NOT the paper's {per_class_paper} per class)"
+    src = source_note(rec)
+    spread = _number(rec, "test_error_ci95_pct") if draws > 1 and not one_draw else None
+    return measured_row(model, col_label, q, _number(rec, "test_accuracy_pct"), ours_spread=spread,
+                        note="; ".join(n for n in (note, src) if n),
+                        prov=provenance_columns(rec, preset, data_stand_in))
 
 
-def table1_cifar10(all_labels: dict[str, Any], per_class: dict[str, Any], *, preset: str,
-                   data_stand_in: str | None = None, kmeans_all: dict[str, Any] | None = None,
-                   kmeans_per_class: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Table 1 rows from ``svm_cifar10_all.json`` and ``svm_cifar10_400pc.json`` (CONTRACTS: SVM results).
+def _by_features(results: Sequence[dict[str, Any]], key: str = "features") -> dict[str, dict[str, Any]]:
+    """Results grouped by features kind -> {"all": rec, "per_class": rec} (each only when present)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in results:
+        kind = rec.get(key)
+        if not isinstance(kind, str):
+            raise ResultFileError(f"result file {rec['_path']}: key '{key}' must name the features, got {kind!r}")
+        slot = "all" if rec.get("labels_per_class") is None else "per_class"
+        if slot in out.setdefault(kind, {}):
+            raise ResultFileError(f"two {kind} results for the same label budget: {out[kind][slot]['_path']} and "
+                                  f"{rec['_path']}")
+        out[kind][slot] = rec
+    return out
 
-    With ``kmeans_all`` / ``kmeans_per_class`` (``svm_cifar10_kmeans_*.json``) the "1 Layer K-means" row is
-    measured too (its feature units = dictionary size k = feature_dim / 4, the 4 pooled quadrants).
-    """
-    measured = {(paper.TABLE1_DCGAN, "accuracy"): all_labels, (paper.TABLE1_DCGAN, "accuracy_400"): per_class}
-    if kmeans_all is not None:
-        measured[paper.TABLE1_KMEANS, "accuracy"] = kmeans_all
-    if kmeans_per_class is not None:
-        measured[paper.TABLE1_KMEANS, "accuracy_400"] = kmeans_per_class
+
+def _table1_cells(recs: dict[str, Any]) -> dict[str, tuple[dict[str, Any], bool]]:
+    """Table 1 column -> (result, one draw?) for one kind of features: the per-class result in the 400 column;
+    the all-labels result in the accuracy column, or, on a subset of at most 10 x 400 training images with no
+    per-class result, in the 400 column as the subset's one possible draw."""
+    cells: dict[str, tuple[dict[str, Any], bool]] = {}
+    if "per_class" in recs:
+        cells["accuracy_400"] = recs["per_class"], False
+    if "all" in recs:
+        n = _n_train(recs["all"])
+        if "per_class" not in recs and n is not None and n <= 10 * PAPER_LABELS_PER_CLASS:
+            cells["accuracy_400"] = recs["all"], True
+        else:
+            cells["accuracy"] = recs["all"], False
+    return cells
+
+
+def _feature_dim_row(model: str, rec: dict[str, Any], *, preset: str, data_stand_in: str | None,
+                     q: paper.Quoted) -> dict[str, Any]:
+    return measured_row(model, "feature dimension", q, _number(rec, "feature_dim"), note=source_note(rec),
+                        prov=provenance_columns(rec, preset, data_stand_in))
+
+
+def table1_cifar10(results: Sequence[dict[str, Any]], *, preset: str,
+                   data_stand_in: str | None = None) -> pd.DataFrame:
+    """Table 1 rows from the CIFAR-10 SVM results (``results/svm/svm_cifar10_<features>_<labels>.json``,
+    docs/CONTRACTS.md), whichever the config ran: the D trained here fills the paper's DCGAN row, the authors'
+    released D a row of its own beside it, K-means the "1 Layer K-means" row, raw pixels a last row. Cells with
+    no result quote the paper."""
+    by = _by_features(results)
+    kw = {"preset": preset, "data_stand_in": data_stand_in, "per_class_paper": PAPER_LABELS_PER_CLASS}
+    prov_kw = {"preset": preset, "data_stand_in": data_stand_in}
+
+    def rows_for(model: str, kind: str | None, q_row: str | None) -> list[dict[str, Any]]:
+        cells = _table1_cells(by.get(kind, {})) if kind else {}
+        out = []
+        for col in paper.TABLE1_COLUMNS:
+            q = paper.TABLE1.get((q_row, col)) if q_row else None
+            label = paper.TABLE1_COLUMN_LABELS[col]
+            if col in cells:
+                rec, one = cells[col]
+                out.append(_svm_cell(model, label, q, rec, one_draw=one, **kw))
+            elif col == "max_feature_units" and kind == "kmeans" and cells:
+                rec = next(iter(cells.values()))[0]
+                out.append(measured_row(model, label, q, _number(rec, "feature_dim") / 4, unit="units",
+                                        note="ours: dictionary size k (features = 4 quadrants x k)",
+                                        prov=provenance_columns(rec, **prov_kw)))
+            elif q is not None and (kind is None or kind == "trained" or kind == "kmeans"):
+                out.append(quoted_row(model, label, q))
+        return out
+
     rows: list[dict[str, Any]] = []
     for model in paper.TABLE1_ROWS:
-        for col in paper.TABLE1_COLUMNS:
-            q = paper.TABLE1[model, col]
-            label = paper.TABLE1_COLUMN_LABELS[col]
-            if (model, col) in measured:
-                rows.append(_table1_svm_row(model, col, measured[model, col], preset=preset,
-                                            data_stand_in=data_stand_in))
-            elif model == paper.TABLE1_KMEANS and col == "max_feature_units" and (kmeans_all or kmeans_per_class):
-                rec = kmeans_all or kmeans_per_class
-                rows.append(measured_row(model, label, q, _number(rec, "feature_dim") / 4, unit="units",
-                                         note="ours: dictionary size k (features = 4 quadrants x k)",
-                                         prov=provenance_columns(rec, preset, data_stand_in)))
-            else:
-                rows.append(quoted_row(model, label, q))
-    rec = all_labels
-    rows.append(measured_row(paper.TABLE1_DCGAN, "feature dimension", paper.CIFAR10_FEATURE_DIM,
-                             _number(rec, "feature_dim"), note=f"D features of run '{rec.get('features')}'",
-                             prov=provenance_columns(rec, preset, data_stand_in)))
+        kind = {paper.TABLE1_KMEANS: "kmeans", paper.TABLE1_DCGAN: "trained"}.get(model)
+        rows += rows_for(model, kind, model)
+        if model == paper.TABLE1_DCGAN and "released" in by:
+            rows += rows_for(RELEASED_D, "released", model)
+    if "pixels" in by:
+        rows += rows_for(PIXELS, "pixels", None)
+    for kind, model in (("trained", paper.TABLE1_DCGAN), ("released", RELEASED_D)):
+        if kind in by:
+            rec = next(iter(by[kind].values()))
+            rows.append(_feature_dim_row(model, rec, q=paper.CIFAR10_FEATURE_DIM, **prov_kw))
     return frame(rows)
 
 
-def table2_svhn(svm: dict[str, Any], cnn: dict[str, Any], *, preset: str,
+def table2_svhn(results: Sequence[dict[str, Any]], cnn: dict[str, Any], *, preset: str,
                 data_stand_in: str | None = None) -> pd.DataFrame:
-    """Table 2 rows from ``svm_svhn_1000.json`` and ``supervised_cnn_svhn_1000.json``."""
+    """Table 2 rows from the SVHN SVM results (``svm_svhn_<features>_1000.json``: the D trained here fills the
+    paper's DCGAN row, the authors' released D a row beside it) and ``supervised_cnn_svhn_1000.json``."""
+    by = _by_features(results)
     rows: list[dict[str, Any]] = []
     for model in paper.TABLE2_ROWS:
         q = paper.TABLE2[model]
         if model == paper.TABLE2_DCGAN:
-            lpc = svm.get("labels_per_class")
-            draws = int(svm.get("draws") or 1)
-            note = f"ours: {lpc} labels per class, mean ± 1.96·std over {draws} draws, C={svm.get('C')}"
-            if lpc not in (None, 100):
-                note += " (NOT the paper's 1000 labels)"
-            rows.append(measured_row(model, "test error", q, _number(svm, "test_error_pct"),
-                                     ours_spread=_number(svm, "test_error_ci95_pct") if draws > 1 else None,
-                                     note=note, prov=provenance_columns(svm, preset, data_stand_in)))
+            for kind, label in (("trained", model), ("released", RELEASED_D)):
+                svm = by.get(kind, {}).get("per_class")
+                if svm is None:
+                    if kind == "trained":
+                        rows.append(quoted_row(model, "test error", q))
+                    continue
+                lpc = svm.get("labels_per_class")
+                draws = int(svm.get("draws") or 1)
+                note = f"ours: {lpc} labels per class, mean ± 1.96·std over {draws} draws, C={svm.get('C')}"
+                if lpc not in (None, 100):
+                    note += " (NOT the paper's 1000 labels)"
+                note = "; ".join(n for n in (note, source_note(svm)) if n)
+                rows.append(measured_row(label, "test error", q, _number(svm, "test_error_pct"),
+                                         ours_spread=_number(svm, "test_error_ci95_pct") if draws > 1 else None,
+                                         note=note, prov=provenance_columns(svm, preset, data_stand_in)))
         elif model == paper.TABLE2_CNN:
             trials = cnn.get("trials")
             n = len(trials) if isinstance(trials, list) else None
@@ -370,24 +466,28 @@ def _data_stand_in(data_dir: PathLike | None) -> str | None:
     return io.read_meta(data_dir).get("stand_in") if data_dir else None
 
 
-def build_table1(all_labels: PathLike, per_class: PathLike, data_dir: PathLike | None, csv: PathLike,
-                 md: PathLike, *, preset: str, kmeans_all: PathLike | None = None,
-                 kmeans_per_class: PathLike | None = None) -> pd.DataFrame:
-    """Rule ``tables_table1_cifar10``: read the CIFAR-10 SVM results (D features, and K-means if given), write
-    Table 1."""
-    keys = ("test_accuracy_pct", "test_error_ci95_pct", "feature_dim")
-    km = {k: load_result(p, keys) if p else None for k, p in (("kmeans_all", kmeans_all),
-                                                               ("kmeans_per_class", kmeans_per_class))}
-    df = table1_cifar10(load_result(all_labels, keys), load_result(per_class, keys), preset=preset,
-                        data_stand_in=_data_stand_in(data_dir), **km)
+SVM_KEYS = ("test_accuracy_pct", "test_error_pct", "test_error_ci95_pct", "feature_dim", "features")
+
+
+def _result_paths(results: PathLike | Sequence[PathLike]) -> list[PathLike]:
+    """One path or several (Snakemake gives a named input of one file as a string)."""
+    return [results] if isinstance(results, (str, os.PathLike)) else list(results)
+
+
+def build_table1(results: PathLike | Sequence[PathLike], data_dir: PathLike | None, csv: PathLike, md: PathLike, *,
+                 preset: str) -> pd.DataFrame:
+    """Rule ``tables_table1_cifar10``: read the CIFAR-10 SVM results the config ran, write Table 1."""
+    df = table1_cifar10([load_result(p, SVM_KEYS) for p in _result_paths(results)], preset=preset,
+                        data_stand_in=_data_stand_in(data_dir))
     write_table(df, csv, md, name="table1_cifar10", preset=preset)
     return df
 
 
-def build_table2(svm: PathLike, cnn: PathLike, data_dir: PathLike | None, csv: PathLike, md: PathLike, *,
-                 preset: str) -> pd.DataFrame:
-    """Rule ``tables_table2_svhn``: read the SVHN SVM and supervised-CNN results, write Table 2."""
-    df = table2_svhn(load_result(svm, ("test_error_pct", "test_error_ci95_pct")),
+def build_table2(results: PathLike | Sequence[PathLike], cnn: PathLike, data_dir: PathLike | None, csv: PathLike,
+                 md: PathLike, *, preset: str) -> pd.DataFrame:
+    """Rule ``tables_table2_svhn``: read the SVHN SVM results the config ran and the supervised CNN's, write
+    Table 2."""
+    df = table2_svhn([load_result(p, SVM_KEYS) for p in _result_paths(results)],
                      load_result(cnn, ("validation_error_pct", "test_error_pct")), preset=preset,
                      data_stand_in=_data_stand_in(data_dir))
     write_table(df, csv, md, name="table2_svhn", preset=preset)

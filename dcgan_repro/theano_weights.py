@@ -22,7 +22,8 @@ tested with lacks D's two 512-channel conv kernels, arrays 11 and 14, and G's ar
 only a *prefix* of D is loadable: :func:`load_discriminator` with ``n_convs=4`` returns a
 :class:`DiscriminatorPrefix` holding D's first four conv layers, whose Sec. 5.1 features are
 (128+128+256+256) x 16 = 12,288-dimensional instead of 28,672.
-Asking for more than the file holds names the missing files and the largest loadable prefix.
+Asking for more than the file holds names the missing files and the largest loadable prefix. The workflow loads the
+release through :mod:`dcgan_repro.released`, which first checks every file against the release's git blob ids.
 
 BN running statistics are not part of the release (the authors' nets always normalise with batch statistics):
 D's running statistics stay at their initial values and the feature extractor fixes them from training images

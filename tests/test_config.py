@@ -14,6 +14,7 @@ from snakemake.utils import update_config
 from dcgan_repro import io
 from dcgan_repro.config import ConfigError, overrides, validate_config
 from dcgan_repro.svm import solvers
+from dcgan_repro.svm.registry import FEATURE_RUNS
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_NAMES = ("lsun", "faces", "imagenet32", "svhn", "mnist_dcgan", "mnist_gan")
@@ -33,12 +34,34 @@ def test_paper_config_is_valid(paper):
     assert paper["preset"] == "paper"
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "presets").glob("*.yaml")))
-def test_presets_merge_and_validate(paper, preset):
+PRESETS = sorted(p.name for p in (REPO / "presets").glob("*.yaml") if not p.name.endswith(".example.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_merge_and_validate(paper, preset, tmp_path):
+    """Every preset validates; one that uses the authors' released D asks for the paths file that says where it is."""
     merged = copy.deepcopy(paper)
     update_config(merged, _load(f"presets/{preset}"))  # the merge Snakemake applies for --configfile
+    choice = merged["features"]["discriminator"]
+    needs = [run for ds, run in FEATURE_RUNS.items() if choice[ds] != "trained" and not merged["weights"][run]]
+    for run in needs:
+        with pytest.raises(ConfigError, match=rf"'weights\.{run}' is null"):
+            validate_config(copy.deepcopy(merged))
+        merged["weights"][run] = str(tmp_path)
     validate_config(merged)
     assert merged["preset"] == preset.removesuffix(".yaml")
+
+
+def test_the_example_paths_file_is_a_valid_second_config_file(paper, tmp_path):
+    """presets/paths.example.yaml, passed after a preset, sets only keys the schema allows (its paths made to exist)."""
+    merged = copy.deepcopy(paper)
+    update_config(merged, _load("presets/table1_subset.yaml"))
+    example = _load("presets/paths.example.yaml")
+    assert "preset" not in example
+    update_config(merged, example)
+    for key in ("imagenet32", "svhn"):
+        merged["weights"][key] = str(tmp_path)
+    validate_config(merged)
 
 
 def test_unknown_key_is_named_with_allowed_keys(paper):
@@ -352,7 +375,28 @@ def test_yaml11_exponent_string_says_how_to_write_the_number(paper):
 
 def test_missing_released_weights_folder_names_the_key(paper, tmp_path):
     paper["weights"]["svhn"] = str(tmp_path / "nowhere")
-    with pytest.raises(ConfigError, match=r"config key 'weights\.svhn': .*nowhere/200_gen_params\.jl does not exist"):
+    with pytest.raises(ConfigError, match=r"config key 'weights\.svhn': .*nowhere does not exist; set it to a clone"):
+        validate_config(paper)
+
+
+def test_released_features_need_the_release_and_trained_features_a_kept_epoch(paper, tmp_path):
+    """Asking for the authors' D without saying where it is, or for a snapshot the run does not keep, fails at parse
+    time naming the keys; the default keeps epoch 30 of the ImageNet run (the released D's epoch)."""
+    good = copy.deepcopy(paper)
+    assert 30 in validate_config(good)["runs"]["imagenet32"]["snapshot_epochs"]
+    paper["features"]["discriminator"]["cifar10"] = "both"
+    with pytest.raises(ConfigError, match=r"'features\.discriminator\.cifar10' is 'both'.*'weights\.imagenet32' is "
+                                          r"null"):
+        validate_config(copy.deepcopy(paper))
+    paper["weights"]["imagenet32"] = str(tmp_path)
+    paper["runs"]["imagenet32"]["snapshot_every"] = 0
+    with pytest.raises(ConfigError, match=r"'features\.trained_epoch\.cifar10': 30 is not an epoch run imagenet32 "
+                                          r"keeps \(runs\.imagenet32: epochs 60, snapshot_every 0 keep \[60\]\)"):
+        validate_config(copy.deepcopy(paper))
+    paper["features"]["discriminator"]["cifar10"] = "released"  # the trained run's epochs do not matter then
+    validate_config(copy.deepcopy(paper))
+    paper["weights"]["allow_partial"] = ["svhn32"]
+    with pytest.raises(ConfigError, match=r"weights\.allow_partial"):
         validate_config(paper)
 
 

@@ -111,24 +111,34 @@ def test_mnist_real_files(shared_data, tmp_path, monkeypatch):
 # --- torchvision datasets: conversion ---------------------------------------------------------------------------
 
 
+def fake_cifar10_download(root, arrays, monkeypatch) -> str:
+    """A CIFAR-10 download folder in torchvision's pickle layout (cifar-10-batches-py/, data_batch_1..5 in the
+    official order, test_batch, batches.meta) holding ``arrays`` (x_train, y_train, x_test, y_test, class_names);
+    the md5 checks are patched to pass (our files are not the official ones). Returns the root as a string."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    to_rows = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # noqa: E731 (N,32,32,3) -> (N, 3072) CHW
+    parts = np.array_split(np.arange(len(arrays["x_train"])), len(tv_cifar.CIFAR10.train_list))
+    for (f, _), part in zip(tv_cifar.CIFAR10.train_list, parts):
+        (base / f).write_bytes(pickle.dumps({"data": to_rows(arrays["x_train"][part]),
+                                             "labels": arrays["y_train"][part].tolist()}))
+    (base / "test_batch").write_bytes(pickle.dumps({"data": to_rows(arrays["x_test"]),
+                                                   "labels": arrays["y_test"].tolist()}))
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(c) for c in arrays["class_names"]]}))
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_download)  # must not be needed
+    monkeypatch.setattr(download, "md5_ok", lambda *a, **k: True)
+    return str(root)
+
+
 @pytest.mark.shared_data
 def test_cifar10_loader_matches_the_official_arrays(shared_data, tmp_path, monkeypatch):
     """The torchvision CIFAR-10 pickle layout -> our NHWC arrays, checked on real CIFAR-10 images."""
-    import torchvision.datasets.cifar as tv_cifar
-
     ref = np.load(shared_data / "cifar10" / "cifar10_subset.npz")
-    base = tmp_path / "c" / "cifar-10-batches-py"
-    base.mkdir(parents=True)
-    to_rows = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # noqa: E731 (N,32,32,3) -> (N, 3072) CHW
-    for i, (f, _) in enumerate(tv_cifar.CIFAR10.train_list):
-        part = slice(i * 800, (i + 1) * 800)
-        (base / f).write_bytes(pickle.dumps({"data": to_rows(ref["x_train"][part]),
-                                             "labels": ref["y_train"][part].tolist()}))
-    (base / "test_batch").write_bytes(pickle.dumps({"data": to_rows(ref["x_test"]), "labels": ref["y_test"].tolist()}))
-    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(c) for c in ref["class_names"]]}))
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # our files are not the official md5s
-    monkeypatch.setattr(download, "md5_ok", lambda *a, **k: True)
-    meta = ingest.ingest("cifar10", {"source": "download", "path": str(tmp_path / "c")}, tmp_path / "out", seed=0)
+    root = fake_cifar10_download(tmp_path / "c", ref, monkeypatch)
+    meta = ingest.ingest("cifar10", {"source": "download", "path": root}, tmp_path / "out", seed=0)
     assert meta["splits"] == {"train": 4000, "test": 1000}
     for split in ("train", "test"):
         x, y = io.read_dataset(tmp_path / "out", split)
@@ -154,6 +164,223 @@ def test_svhn_labels_are_digits_and_images_nhwc(tmp_path, monkeypatch):
     meta = ingest.ingest("svhn", {"source": "download", "path": str(root)}, tmp_path / "out", seed=0)
     x, y = io.read_dataset(tmp_path / "out", "train")
     assert np.array_equal(x, imgs) and np.array_equal(y, digits) and meta["n_classes"] == 10
+
+
+# --- official subsets (train_images / test_images) and the npz source (cifar10, svhn) --------------------------
+
+
+def official_arrays(n_train: int, n_test: int, seed: int = 0, index: bool = True) -> dict[str, np.ndarray]:
+    """Random CIFAR-10-shaped arrays as an npz source holds them (with train_index/test_index = 0..N-1 by default)."""
+    rng = np.random.default_rng(seed)
+    out = {"x_train": rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+           "y_train": rng.integers(0, 10, n_train).astype(np.int64),
+           "x_test": rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+           "y_test": rng.integers(0, 10, n_test).astype(np.int64),
+           "class_names": np.array(ingest.CIFAR10_CLASSES)}
+    if index:
+        out |= {"train_index": np.arange(n_train), "test_index": np.arange(n_test)}
+    return out
+
+
+def subset_cfg(source: str, path, train: int = 0, test: int = 0) -> dict:
+    return {"source": source, "path": str(path), "train_images": train, "test_images": test}
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn"])
+def test_npz_source_keeps_the_first_n_official_images_and_records_the_subset(tmp_path, name):
+    arrays = official_arrays(30, 12)
+    npz = tmp_path / "official.npz"
+    np.savez(npz, **arrays)
+    meta = ingest.ingest(name, subset_cfg("npz", npz, train=20, test=5), tmp_path / "out", seed=0)
+    assert meta["splits"] == {"train": 20, "test": 5} and meta["stand_in"] is None and meta["n_classes"] == 10
+    assert meta["subset"] == {"train_images": 20, "test_images": 5, "order": "official"}
+    assert "the first 20 train images and the first 5 test images, in the official order" in meta["source"]
+    assert meta["class_names"] == list(ingest.CIFAR10_CLASSES)
+    assert meta["provenance"]["inputs"]["npz"] == {str(npz): io.checksum(npz)}  # "sha256:<hex>"
+    assert io.read_meta(tmp_path / "out")["subset"] == meta["subset"]
+    io.check_dataset(tmp_path / "out")
+    for split, n in (("train", 20), ("test", 5)):
+        x, y = io.read_dataset(tmp_path / "out", split)
+        assert np.array_equal(x, arrays[f"x_{split}"][:n]) and np.array_equal(y, arrays[f"y_{split}"][:n])
+    whole = ingest.ingest(name, subset_cfg("npz", npz), tmp_path / "whole", seed=0)  # 0 = every row of the file
+    assert whole["splits"] == {"train": 30, "test": 12}
+    assert whole["subset"] == {"train_images": 30, "test_images": 12, "order": "official"}  # not the whole split
+
+
+def test_download_keeps_the_first_n_official_images_and_records_the_subset(tmp_path, monkeypatch):
+    """The same first N from the torchvision-format CIFAR-10 download as from an npz of it: identical arrays."""
+    arrays = official_arrays(40, 10)
+    root = fake_cifar10_download(tmp_path / "dl", arrays, monkeypatch)
+    meta = ingest.ingest("cifar10", subset_cfg("download", root, train=23), tmp_path / "out", seed=0)
+    assert meta["splits"] == {"train": 23, "test": 10}
+    assert meta["subset"] == {"train_images": 23, "test_images": 10, "order": "official"}
+    assert "the first 23 train images" in meta["source"] and "torchvision.datasets.CIFAR10" in meta["source"]
+    x, y = io.read_dataset(tmp_path / "out", "train")
+    assert np.array_equal(x, arrays["x_train"][:23]) and np.array_equal(y, arrays["y_train"][:23])
+    npz = tmp_path / "official.npz"
+    np.savez(npz, **arrays)
+    from_npz = ingest.ingest("cifar10", subset_cfg("npz", npz, train=23), tmp_path / "npz", seed=0)
+    assert from_npz["subset"] == meta["subset"]
+    for split in ("train", "test"):
+        for a, b in zip(io.read_dataset(tmp_path / "out", split), io.read_dataset(tmp_path / "npz", split)):
+            assert np.array_equal(a, b)
+
+
+def test_whole_official_split_is_recorded_as_null(tmp_path, monkeypatch):
+    """A split that holds every official image (sizes as torchvision's CIFAR-10) is recorded as null: the whole."""
+    monkeypatch.setitem(ingest.OFFICIAL_SIZES, "cifar10", {"train": 40, "test": 10})
+    arrays = official_arrays(40, 10)
+    root = fake_cifar10_download(tmp_path / "dl", arrays, monkeypatch)
+    meta = ingest.ingest("cifar10", subset_cfg("download", root, test=4), tmp_path / "out", seed=0)
+    assert meta["subset"] == {"train_images": None, "test_images": 4, "order": "official"}
+    assert "the whole train split and the first 4 test images" in meta["source"]
+    whole = ingest.ingest("cifar10", subset_cfg("download", root), tmp_path / "whole", seed=0)
+    assert whole["subset"] == {"train_images": None, "test_images": None, "order": "official"}
+    assert "the whole official train and test splits" in whole["source"]
+
+
+def test_svhn_download_keeps_the_first_n(tmp_path, monkeypatch):
+    import scipy.io
+    import torchvision.datasets.svhn as tv_svhn
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "s"
+    root.mkdir()
+    want = {}
+    for split, n in (("train", 9), ("test", 7)):
+        imgs, digits = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10
+        scipy.io.savemat(root / tv_svhn.SVHN.split_list[split][1],
+                         {"X": imgs.transpose(1, 2, 3, 0), "y": np.where(digits == 0, 10, digits)[:, None]})
+        want[split] = imgs, digits
+    monkeypatch.setattr(tv_svhn, "check_integrity", lambda *a, **k: True)
+    monkeypatch.setattr(tv_svhn, "download_url", lambda *a, **k: None)
+    monkeypatch.setattr(download, "md5_ok", lambda *a, **k: True)
+    meta = ingest.ingest("svhn", subset_cfg("download", root, train=4, test=7), tmp_path / "out", seed=0)
+    assert meta["splits"] == {"train": 4, "test": 7}
+    assert meta["subset"] == {"train_images": 4, "test_images": 7, "order": "official"}
+    x, y = io.read_dataset(tmp_path / "out", "train")
+    assert np.array_equal(x, want["train"][0][:4]) and np.array_equal(y, want["train"][1][:4])
+    with pytest.raises(download.DataError, match=r"'data\.svhn\.test_images': 8 is larger than the test split.*"
+                                                 r"holds 7 images"):
+        ingest.ingest("svhn", subset_cfg("download", root, test=8), tmp_path / "big", seed=0)
+
+
+@pytest.mark.parametrize("setting", ["train_images", "test_images"])
+def test_too_large_n_is_refused_naming_the_key_and_the_split_size(tmp_path, monkeypatch, setting):
+    arrays = official_arrays(30, 12)
+    npz = tmp_path / "official.npz"
+    np.savez(npz, **arrays)
+    size = 30 if setting == "train_images" else 12
+    cfg = {**subset_cfg("npz", npz), setting: size + 1}
+    with pytest.raises(download.DataError, match=rf"'data\.cifar10\.{setting}': {size + 1} is larger than the "
+                                                 rf".*holds {size} images; allowed values: 0 \(all\) to {size}"):
+        ingest.ingest("cifar10", cfg, tmp_path / "out", seed=0)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))  # nothing half-built left
+    root = fake_cifar10_download(tmp_path / "dl", arrays, monkeypatch)
+    with pytest.raises(download.DataError, match=rf"'data\.cifar10\.{setting}': {size + 1} is larger.*{size} "
+                                                 "images"):
+        ingest.ingest("cifar10", {**cfg, "source": "download", "path": root}, tmp_path / "out", seed=0)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn"])
+def test_demo_source_refuses_a_subset_naming_the_key(tmp_path, name):
+    with pytest.raises(download.DataError, match=rf"'data\.{name}\.train_images': 5 .*demo.*set it to 0"):
+        ingest.ingest(name, subset_cfg("demo", "unused", train=5), tmp_path / "out", seed=0)
+    with pytest.raises(download.DataError, match=rf"'data\.{name}\.test_images': -1 is not allowed"):
+        ingest.ingest(name, subset_cfg("npz", "unused", test=-1), tmp_path / "out", seed=0)
+    assert "subset" not in ingest.ingest(name, subset_cfg("demo", "unused"), tmp_path / "ok", seed=0)
+
+
+def _bad(arrays: dict, **changes) -> dict:
+    out = {k: v for k, v in arrays.items() if k not in changes}
+    return out | {k: v for k, v in changes.items() if v is not None}
+
+
+@pytest.mark.parametrize("name, change, match", [
+    ("cifar10", {"x_train": "float"}, r"'x_train' is float32 \[6, 32, 32, 3\]; expected uint8 \[N, 32, 32, 3\]"),
+    ("cifar10", {"x_test": "nchw"}, r"'x_test' is uint8 \[4, 3, 32, 32\]; expected uint8 \[N, 32, 32, 3\]"),
+    ("cifar10", {"x_train": "small"}, r"'x_train' is uint8 \[6, 28, 28, 3\]"),
+    ("cifar10", {"y_train": "ten"}, r"'y_train' holds labels 0\.\.10; expected 0\.\.9"),
+    ("svhn", {"y_test": "ten"}, r"'y_test' holds labels 0\.\.10; expected 0\.\.9 \(SVHN digit 0 is label 0"),
+    ("cifar10", {"y_test": "negative"}, r"'y_test' holds labels -1\.\.\d"),
+    ("cifar10", {"y_train": "short"}, r"'y_train' is int64 \[5\]; expected integer labels of shape \[6\]"),
+    ("cifar10", {"y_train": "float"}, r"'y_train' is float64 \[6\]; expected integer labels"),
+    ("cifar10", {"y_test": None}, r"'y_test' is missing; the file holds"),
+    ("cifar10", {"train_index": "short"}, r"'train_index' is int64 \[5\]; expected the official index"),
+    ("cifar10", {"test_index": "large"}, r"'test_index' holds indices 0\.\.10000; the official test split has "
+                                         r"10000 images"),
+    ("cifar10", {"class_names": "few"}, r"'class_names' is <U\d+ \[3\]; expected 10 strings"),
+])
+def test_bad_npz_is_refused_naming_the_file_and_the_array(tmp_path, name, change, match):
+    arrays = official_arrays(6, 4)
+    (k, how), = change.items()
+    a = arrays.get(k)
+    bad_value = None if how is None else {
+        "float": lambda: a.astype(np.float32 if k.startswith("x") else np.float64),
+        "nchw": lambda: np.ascontiguousarray(a.transpose(0, 3, 1, 2)),
+        "small": lambda: a[:, :28, :28],
+        "ten": lambda: np.where(np.arange(len(a)) == 0, 10, 0),
+        "negative": lambda: np.where(np.arange(len(a)) == 0, -1, a),
+        "short": lambda: a[:-1],
+        "large": lambda: np.where(np.arange(len(a)) == 0, 10000, 0) + np.zeros(len(a), np.int64),
+        "few": lambda: a[:3],
+    }[how]()
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, **_bad(arrays, **{k: bad_value}))
+    with pytest.raises(download.DataError, match=match) as e:
+        ingest.ingest(name, subset_cfg("npz", npz), tmp_path / "out", seed=0)
+    assert str(npz) in str(e.value) and f"'data.{name}.path'" in str(e.value)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_npz_that_is_missing_or_not_an_npz_is_named(tmp_path):
+    with pytest.raises(download.DataError, match=r"'data\.cifar10\.path': .*missing\.npz is not a file"):
+        ingest.ingest("cifar10", subset_cfg("npz", tmp_path / "missing.npz"), tmp_path / "out", seed=0)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"<html>403</html>")
+    with pytest.raises(download.DataError, match=r"junk\.npz .*'data\.cifar10\.path'.* cannot be read as an \.npz"):
+        ingest.ingest("cifar10", subset_cfg("npz", junk), tmp_path / "out", seed=0)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, **(official_arrays(6, 4) | {"y_train": np.array([1, "a", None, 0, 0, 0], dtype=object)}))
+    with pytest.raises(download.DataError, match="cannot be read as an .npz"):  # pickles are never loaded
+        ingest.ingest("cifar10", subset_cfg("npz", objects), tmp_path / "out", seed=0)
+
+
+def test_npz_rows_not_in_official_order_are_recorded_as_such(tmp_path):
+    """train_index/test_index other than 0..N-1: the first N rows of the file are kept, their official indices
+    recorded, and meta says they are not the official first N; without index arrays the order is unknown."""
+    arrays = official_arrays(8, 4)
+    arrays["train_index"] = np.array([5, 0, 1, 2, 3, 4, 6, 7])
+    npz = tmp_path / "shuffled.npz"
+    np.savez(npz, **arrays)
+    meta = ingest.ingest("cifar10", subset_cfg("npz", npz, train=3), tmp_path / "out", seed=0)
+    assert meta["subset"] == {"train_images": 3, "test_images": 4, "order": "file",
+                              "official_index": {"train": [5, 0, 1], "test": [0, 1, 2, 3]}}
+    assert "NOT in the official order" in meta["source"]
+    assert np.array_equal(io.read_dataset(tmp_path / "out", "train")[0], arrays["x_train"][:3])
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, **{k: v for k, v in arrays.items() if not k.endswith("_index")})
+    meta = ingest.ingest("cifar10", subset_cfg("npz", plain), tmp_path / "plain", seed=0)
+    assert meta["subset"] == {"train_images": 8, "test_images": 4, "order": "file"}
+    assert "no train_index/test_index" in meta["source"] and "unknown" in meta["source"]
+
+
+@pytest.mark.shared_data
+def test_shared_cifar10_subset_npz_is_the_official_first_4000_and_1000(shared_data, tmp_path):
+    npz = shared_data / "cifar10" / "cifar10_subset.npz"
+    ref = np.load(npz)
+    meta = ingest.ingest("cifar10", subset_cfg("npz", npz), tmp_path / "out", seed=0)
+    assert meta["splits"] == {"train": 4000, "test": 1000}
+    assert meta["subset"] == {"train_images": 4000, "test_images": 1000, "order": "official"}
+    assert meta["class_names"] == [str(c) for c in ref["class_names"]] and meta["class_names"][0] == "airplane"
+    assert meta["provenance"]["inputs"]["npz"] == {str(npz): "sha256:" + io.sha256_file(npz)}
+    for split in ("train", "test"):
+        x, y = io.read_dataset(tmp_path / "out", split)
+        assert np.array_equal(y, ref[f"y_{split}"]) and np.array_equal(x, ref[f"x_{split}"])
+    assert io.read_dataset(tmp_path / "out", "train")[1][:5].tolist() == [6, 9, 9, 4, 1]
+    first = ingest.ingest("cifar10", subset_cfg("npz", npz, train=400, test=100), tmp_path / "first", seed=0)
+    assert first["subset"] == {"train_images": 400, "test_images": 100, "order": "official"}
+    assert np.array_equal(io.read_dataset(tmp_path / "first", "train")[1], ref["y_train"][:400])
 
 
 # --- image folders: ImageNet (ImageFolder) and faces (folder) -----------------------------------------------------

@@ -98,20 +98,21 @@ def test_bad_settings_refused():
         kmeans.encode(_images(2), dic, dict(CFG, patch=5))
 
 
-def _svm_result(acc: float, dim: int, lpc: int | None) -> dict:
+def _svm_result(acc: float, dim: int, lpc: int | None, features: str = "trained") -> dict:
     return {"test_accuracy_pct": acc, "test_error_ci95_pct": 0.5 if lpc else None, "feature_dim": dim,
-            "labels_per_class": lpc, "draws": 5 if lpc else 1, "C": 0.001, "features": "x", "_path": "r.json",
+            "labels_per_class": lpc, "draws": 5 if lpc else 1, "C": 0.001, "features": features, "_path": "r.json",
             "provenance": {"seed": 42, "config": {"preset": "demo"}}}
 
 
 def test_table1_kmeans_row_is_measured():
-    df = tables.table1_cifar10(_svm_result(70.0, 28672, None), _svm_result(60.0, 28672, 400), preset="demo",
-                               kmeans_all=_svm_result(65.0, 256, None), kmeans_per_class=_svm_result(55.0, 256, 400))
+    df = tables.table1_cifar10([_svm_result(70.0, 28672, None), _svm_result(60.0, 28672, 400),
+                                _svm_result(65.0, 256, None, "kmeans"), _svm_result(55.0, 256, 400, "kmeans")],
+                               preset="demo")
     km = df[df["model"] == paper.TABLE1_KMEANS].set_index("metric")
     assert (km["kind"] == "measured").all()
     assert km.loc["Accuracy", "ours"] == 65.0 and km.loc["Accuracy", "paper"] == 80.6
     assert km.loc["Accuracy (400 per class)", "ours_spread"] == 0.5
     assert km.loc["max # of features units", "ours"] == 64  # k = 256 / 4 quadrants
     # without the K-means results the row stays quoted
-    df = tables.table1_cifar10(_svm_result(70.0, 28672, None), _svm_result(60.0, 28672, 400), preset="demo")
+    df = tables.table1_cifar10([_svm_result(70.0, 28672, None), _svm_result(60.0, 28672, 400)], preset="demo")
     assert (df[df["model"] == paper.TABLE1_KMEANS]["kind"] == "quoted").all()

@@ -99,7 +99,7 @@ def test_protocol_draws_labels_per_class_and_never_selects_on_test(tmp_path, mon
     monkeypatch.setattr(solvers, "fit_l2svm", spy_fit)
     monkeypatch.setattr(io, "load_npy", spy_load)
     out = tmp_path / "res" / "svm_svhn_1000.json"
-    res = protocols.fit("svm_svhn_1000", ftr, fte, d, CFG, out, COMMON)
+    res = protocols.fit("svm_svhn_trained_1000", ftr, fte, d, CFG, out, COMMON)
 
     fits = [e for e in events if e[0] == "fit"]
     assert len(fits) == 3 * 3 + 4  # every C on every selection draw, then the final draws
@@ -114,7 +114,8 @@ def test_protocol_draws_labels_per_class_and_never_selects_on_test(tmp_path, mon
     for key in ("protocol", "dataset", "features", "feature_dim", "labels_per_class", "C", "validation_error_pct",
                 "test_error_pct", "test_error_ci95_pct", "test_accuracy_pct", "draws", "stand_in", "provenance"):
         assert key in on_disk, key
-    assert (on_disk["features"], on_disk["feature_dim"], on_disk["draws"]) == ("svhn", 16, 4)
+    assert (on_disk["features"], on_disk["features_run"], on_disk["feature_dim"], on_disk["draws"]) \
+        == ("trained", "svhn", 16, 4)
     assert on_disk["labels_per_class"] == 8 and on_disk["stand_in"] == "toy blobs standing in"
     assert sorted(on_disk["validation_error_pct"]) == sorted(["0.001", "0.01", "0.1"])
     assert on_disk["C"] in CFG["c_grid"]
@@ -126,7 +127,7 @@ def test_protocol_draws_labels_per_class_and_never_selects_on_test(tmp_path, mon
     rng = np.random.default_rng(9)
     io.save_npy(fte, rng.normal(0, 5, Xte.shape).astype(np.float32))
     io.write_dataset(d, "test", np.zeros((len(yte), 2, 2, 3), np.uint8), rng.permutation(yte))
-    res2 = protocols.fit("svm_svhn_1000", ftr, fte, d, CFG, tmp_path / "res" / "again.json", COMMON)
+    res2 = protocols.fit("svm_svhn_trained_1000", ftr, fte, d, CFG, tmp_path / "res" / "again.json", COMMON)
     assert (res2["C"], res2["validation_error_pct"]) == (res["C"], res["validation_error_pct"])
     assert res2["test_error_pct"] > 50
 
@@ -138,10 +139,10 @@ def test_all_labels_protocol_refits_on_all_training_data(tmp_path, monkeypatch):
     sizes: list[int] = []
     real_fit = solvers.fit_l2svm
     monkeypatch.setattr(solvers, "fit_l2svm", lambda X, y, C, **kw: sizes.append(len(y)) or real_fit(X, y, C, **kw))
-    res = protocols.fit("svm_cifar10_all", ftr, fte, d, CFG, tmp_path / "all.json", COMMON)
+    res = protocols.fit("svm_cifar10_trained_all", ftr, fte, d, CFG, tmp_path / "all.json", COMMON)
     assert sizes == [300 - 60] * 3 + [300]  # pool for each C, then all training images incl. validation
     assert (res["draws"], res["labels_per_class"], res["test_error_ci95_pct"]) == (1, None, None)
-    assert res["features"] == "imagenet32" and res["stand_in"] is None
+    assert (res["features"], res["features_run"]) == ("trained", "imagenet32") and res["stand_in"] is None
     # the chosen C's model, refitted by hand on everything, gives the reported test error
     direct = LinearSVC(C=res["C"], max_iter=1000, random_state=42).fit(Xtr, ytr)
     assert res["test_error_pct"] == pytest.approx(100 * np.mean(direct.predict(Xte) != yte))
@@ -155,17 +156,17 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path):
     cfg = dict(CFG, validation_size=10, cifar10_labels_per_class=8)
     with pytest.raises(ValueError, match=r"cannot draw 8 labels per class .*class 2 \(c2\) has [0-5] images "
                        r".*lower svm.cifar10_labels_per_class"):
-        protocols.fit("svm_cifar10_400pc", ftr, fte, d, cfg, out, COMMON)
-    with pytest.raises(ValueError, match="unknown SVM protocol 'svm_mnist'; allowed: svm_svhn_1000"):
+        protocols.fit("svm_cifar10_trained_400pc", ftr, fte, d, cfg, out, COMMON)
+    with pytest.raises(ValueError, match="unknown SVM protocol 'svm_mnist'; allowed: svm_cifar10_trained_all"):
         protocols.fit("svm_mnist", ftr, fte, d, cfg, out, COMMON)
     with pytest.raises(ValueError, match="needs dataset 'svhn' but .* holds 'cifar10'"):
-        protocols.fit("svm_svhn_1000", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_svhn_trained_1000", ftr, fte, d, cfg, out, COMMON)
     io.save_npy(fte, np.zeros((9, 7), np.float32))
     with pytest.raises(ValueError, match="different models"):
-        protocols.fit("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_cifar10_trained_all", ftr, fte, d, cfg, out, COMMON)
     io.save_npy(ftr, Xtr[:-1])
     with pytest.raises(ValueError, match="has 64 rows but its dataset split has 65"):
-        protocols.fit("svm_cifar10_all", ftr, fte, d, cfg, out, COMMON)
+        protocols.fit("svm_cifar10_trained_all", ftr, fte, d, cfg, out, COMMON)
     assert not out.exists() and not list(tmp_path.glob(".out.json*"))
 
 
@@ -184,14 +185,14 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     monkeypatch.setattr(solvers, "fit_l2svm", lambda *a, **k: pytest.fail("fitted despite bad input"))
     with pytest.raises(ValueError, match=r"feature file .*train.npy has 6 dimensions but the 'imagenet32' "
                        r"discriminator \(runs.imagenet32: .*ndf 4\) with features.pool = 4 gives 896"):
-        protocols.fit("svm_cifar10_all", ftr, fte, d, CFG, out, COMMON, feature_model=run, feature_pool=4)
+        protocols.fit("svm_cifar10_trained_all", ftr, fte, d, CFG, out, COMMON, feature_model=run, feature_pool=4)
     for grid in ([], [1e-3, 0.0], [1e-3, 1e-2, 1e-3], [float("inf")]):
         with pytest.raises(ValueError, match=r"svm.c_grid = .*: needs one or more distinct positive finite"):
-            protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
+            protocols.fit("svm_cifar10_trained_all", ftr, fte, d, dict(CFG, c_grid=grid), out, COMMON)
     with pytest.raises(ValueError, match="svm.solver must be one of auto, dual_cd, torch, liblinear, got 'sgd'"):
-        protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
+        protocols.fit("svm_cifar10_trained_all", ftr, fte, d, dict(CFG, solver="sgd"), out, COMMON)
     with pytest.raises(ValueError, match="svm.newton must be one of subspace, line_search, trust_region, got 'bfgs'"):
-        protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="dual_cd", newton="bfgs"), out, COMMON)
+        protocols.fit("svm_cifar10_trained_all", ftr, fte, d, dict(CFG, solver="dual_cd", newton="bfgs"), out, COMMON)
     assert not out.exists()
     # features of the right length pass, with either solver
     monkeypatch.setattr(solvers, "fit_l2svm", real_fit)
@@ -199,7 +200,7 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     io.save_npy(ftr, np.c_[Xtr, rng.normal(0, 1, (len(Xtr), 890))].astype(np.float32))
     io.save_npy(fte, np.c_[Xte, rng.normal(0, 1, (len(Xte), 890))].astype(np.float32))
     for solver in solvers.SOLVERS:
-        res = protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
+        res = protocols.fit("svm_cifar10_trained_all", ftr, fte, d, dict(CFG, solver=solver), out, COMMON,
                             feature_model=run, feature_pool=4)
         used = solvers.resolve_solver(solver, len(Xtr))  # auto: dual_cd for this small set
         assert res["feature_dim"] == 896 and res["solver"] == solvers.solver_name(used)
@@ -208,50 +209,72 @@ def test_feature_length_c_grid_and_solver_are_checked_before_fitting(tmp_path, m
     methods: list[str] = []
     monkeypatch.setattr(solvers, "fit_l2svm", lambda *a, **k: methods.append(k["newton"]) or real_fit(*a, **k))
     for newton in solvers.NEWTON_METHODS:
-        res = protocols.fit("svm_cifar10_all", ftr, fte, d, dict(CFG, solver="torch", newton=newton), out, COMMON)
+        res = protocols.fit("svm_cifar10_trained_all", ftr, fte, d, dict(CFG, solver="torch", newton=newton), out,
+                            COMMON)
         assert methods == [newton] * 4 and res["newton"] == newton  # 3 values of C, then the final fit
         assert res["solver"] == solvers.solver_name("torch", newton) and solvers.NEWTON_NAMES[newton] in res["solver"]
         methods.clear()
 
 
 def test_protocol_registry_gives_the_paper_protocols_and_the_workflow_its_inputs():
-    """The registry (the workflow's one source: common.smk derives the svm_fit and features_extract inputs from it)
-    holds the paper's protocols: Table 2 on SVHN with the SVHN D, Table 1 on CIFAR-10 with the ImageNet D (Sec. 5.1)
-    and on the K-means baseline's features; every labels key is an svm setting."""
-    expected = {  # protocol: dataset, D run (or kmeans), feature folder, labels key
-        "svm_svhn_1000": ("svhn", "svhn", "svhn", "svhn_labels_per_class"),
-        "svm_cifar10_400pc": ("cifar10", "imagenet32", "cifar10", "cifar10_labels_per_class"),
-        "svm_cifar10_all": ("cifar10", "imagenet32", "cifar10", None),
-        "svm_cifar10_kmeans_400pc": ("cifar10", "kmeans", "cifar10_kmeans", "cifar10_labels_per_class"),
-        "svm_cifar10_kmeans_all": ("cifar10", "kmeans", "cifar10_kmeans", None),
+    """The registry (the workflow's one source: common.smk derives the svm_fit, features_extract and table inputs
+    from it) holds the paper's protocols: Table 2 on SVHN with the SVHN run's D, Table 1 on CIFAR-10 with the
+    ImageNet run's D (Sec. 5.1), each D as trained here or as released, and Table 1's baselines; every labels key is
+    an svm setting."""
+    expected = {  # protocol: dataset, D run (None: no D), feature folder, labels key
+        "svm_cifar10_trained_all": ("cifar10", "imagenet32", "cifar10_trained", None),
+        "svm_cifar10_trained_400pc": ("cifar10", "imagenet32", "cifar10_trained", "cifar10_labels_per_class"),
+        "svm_cifar10_released_all": ("cifar10", "imagenet32", "cifar10_released", None),
+        "svm_cifar10_released_400pc": ("cifar10", "imagenet32", "cifar10_released", "cifar10_labels_per_class"),
+        "svm_cifar10_kmeans_all": ("cifar10", None, "cifar10_kmeans", None),
+        "svm_cifar10_kmeans_400pc": ("cifar10", None, "cifar10_kmeans", "cifar10_labels_per_class"),
+        "svm_cifar10_pixels_all": ("cifar10", None, "cifar10_pixels", None),
+        "svm_cifar10_pixels_400pc": ("cifar10", None, "cifar10_pixels", "cifar10_labels_per_class"),
+        "svm_svhn_trained_1000": ("svhn", "svhn", "svhn_trained", "svhn_labels_per_class"),
+        "svm_svhn_released_1000": ("svhn", "svhn", "svhn_released", "svhn_labels_per_class"),
     }
     assert protocols.PROTOCOLS is registry.PROTOCOLS  # one registry, re-exported where fit runs it
     assert {n: (p.dataset, p.features_run, p.features_dir, p.labels_key) for n, p in registry.PROTOCOLS.items()} \
         == expected
-    assert all(name == p.name for name, p in registry.PROTOCOLS.items())
-    # what common.smk derives: FEATURE_SETS (rule features_extract) and KMEANS_FEATURES (rule features_kmeans)
-    assert registry.feature_sets() == {"svhn": "svhn", "cifar10": "imagenet32"}
-    assert registry.kmeans_features_dir() == "cifar10_kmeans"
-    assert [p.discriminator_features for p in registry.PROTOCOLS.values()] == [True, True, True, False, False]
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     assert all(p.labels_key is None or p.labels_key in cfg["svm"] for p in registry.PROTOCOLS.values())
-    assert set(registry.feature_sets().values()) <= set(cfg["runs"])  # each D is a configured training run
+    assert set(registry.FEATURE_RUNS.values()) <= set(cfg["runs"]) & set(cfg["weights"])  # trained and released
     # the workflow imports the registry whenever it parses: it must not pull in torch or scikit-learn
     code = "import sys, dcgan_repro.svm.registry; print(sorted({'torch', 'sklearn', 'numpy'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
+def _cfg(cifar10="trained", svhn="trained", train_images=0, lpc=400):
+    return {"features": {"discriminator": {"cifar10": cifar10, "svhn": svhn}},
+            "data": {"cifar10": {"train_images": train_images}, "svhn": {}},
+            "svm": {"cifar10_labels_per_class": lpc, "svhn_labels_per_class": 100}}
+
+
+def test_config_picks_the_discriminators_and_a_small_subset_runs_its_one_draw_only():
+    """features.discriminator adds or swaps the released D's protocols; a CIFAR-10 subset of at most 10 x 400 images
+    has one possible 400-per-class draw (all of it), so only the all-labels protocols run there."""
+    base = {"svm_cifar10_kmeans_all", "svm_cifar10_kmeans_400pc", "svm_cifar10_pixels_all",
+            "svm_cifar10_pixels_400pc"}
+    assert set(registry.active_protocols(_cfg())) == base | {
+        "svm_cifar10_trained_all", "svm_cifar10_trained_400pc", "svm_svhn_trained_1000"}
+    assert set(registry.active_protocols(_cfg("released", "both"))) == base | {
+        "svm_cifar10_released_all", "svm_cifar10_released_400pc", "svm_svhn_trained_1000", "svm_svhn_released_1000"}
+    small = set(registry.active_protocols(_cfg("both", train_images=4000)))
+    assert small == {"svm_cifar10_trained_all", "svm_cifar10_released_all", "svm_cifar10_kmeans_all",
+                     "svm_cifar10_pixels_all", "svm_svhn_trained_1000"}
+    assert "svm_cifar10_trained_400pc" in registry.active_protocols(_cfg(train_images=4001))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"name": "svm_other"}, "registered under another name"),
-    ({"features_dir": "cifar10_d"}, r"D features of cifar10 are in results/features/cifar10/, not cifar10_d/"),
-    ({"features_run": "lsun"}, r"dataset cifar10: features of more than one D \(imagenet32, lsun\)"),
-    ({"features_run": registry.KMEANS, "features_dir": "svhn"}, "rule features_kmeans writes one folder"),
+    ({"features": "sift"}, r"unknown features 'sift'"),
+    ({"dataset": "mnist"}, r"no training run describes dataset 'mnist'"),
 ])
 def test_registry_the_workflow_cannot_wire_is_refused(change, message):
-    """A protocol whose features another rule would have to write differently fails at import, with the reason."""
+    """A protocol the workflow has no rule for fails at import, with the reason."""
     broken = dict(registry.PROTOCOLS)
-    broken["svm_cifar10_all"] = dataclasses.replace(registry.PROTOCOLS["svm_cifar10_all"], **change)
+    broken["svm_cifar10_trained_all"] = dataclasses.replace(registry.PROTOCOLS["svm_cifar10_trained_all"], **change)
     with pytest.raises(ValueError, match=message):
         registry.check_registry(broken)
     registry.check_registry(registry.PROTOCOLS)
@@ -269,7 +292,7 @@ def test_raw_pixels_on_real_cifar10_match_linearsvc(shared_data, tmp_path):
     ytr, yte = npz["y_train"].astype(np.int64), npz["y_test"].astype(np.int64)
     d, ftr, fte = _dataset(tmp_path, "cifar10", ytr, yte, xtr, xte)
     cfg = dict(CFG, c_grid=[1e-3, 1e-2], validation_size=1000)
-    res = protocols.fit("svm_cifar10_all", ftr, fte, d, cfg, tmp_path / "r.json", COMMON)
+    res = protocols.fit("svm_cifar10_trained_all", ftr, fte, d, cfg, tmp_path / "r.json", COMMON)
     direct = LinearSVC(C=res["C"]).fit(xtr, ytr)
     direct_err = 100 * np.mean(direct.predict(xte) != yte)
     assert abs(res["test_error_pct"] - direct_err) <= 0.3

@@ -21,15 +21,15 @@ def table1(tmp_path):
             "wall_time_s": 3.5}
 
     def svm(protocol, acc, ci, lpc, draws):
-        return {"protocol": protocol, "dataset": "cifar10", "features": "imagenet32", "feature_dim": 28672,
+        return {"protocol": protocol, "dataset": "cifar10", "features": "trained", "feature_dim": 28672,
                 "labels_per_class": lpc, "C": 0.001, "validation_error_pct": {"0.001": 20.0},
                 "test_error_pct": 100 - acc, "test_error_ci95_pct": ci, "test_accuracy_pct": acc,
                 "draws": draws, "stand_in": STAND_IN, "provenance": prov}
 
-    a = write(tmp_path / "all.json", svm("svm_cifar10_all", 81.5, 0.0, None, 1))
-    b = write(tmp_path / "400.json", svm("svm_cifar10_400pc", 75.0, 0.5, 400, 100))
+    a = write(tmp_path / "all.json", svm("svm_cifar10_trained_all", 81.5, 0.0, None, 1))
+    b = write(tmp_path / "400.json", svm("svm_cifar10_trained_400pc", 75.0, 0.5, 400, 100))
     csv = tmp_path / "table1_cifar10.csv"
-    df = tables.build_table1(a, b, None, csv, tmp_path / "table1_cifar10.md", preset="demo")
+    df = tables.build_table1([a, b], None, csv, tmp_path / "table1_cifar10.md", preset="demo")
     return df, csv
 
 

@@ -23,11 +23,17 @@ def prov(seed=42, preset="demo", wall=3.5):
 
 
 
-def svm_result(protocol, acc, ci, lpc, draws, stand_in=None):
-    return {"protocol": protocol, "dataset": "cifar10", "features": "imagenet32", "feature_dim": 28672,
+def svm_result(protocol, acc, ci, lpc, draws, stand_in=None, features="trained", dim=28672, n=(10000, 40000),
+               source=None):
+    return {"protocol": protocol, "dataset": "cifar10", "features": features, "feature_dim": dim,
             "labels_per_class": lpc, "C": 0.001, "validation_error_pct": {"0.001": 20.0},
             "test_error_pct": 100 - acc, "test_error_ci95_pct": ci, "test_accuracy_pct": acc, "draws": draws,
-            "stand_in": stand_in, "provenance": prov()}
+            "n_validation": n[0], "n_labelled_pool": n[1], "feature_source": source, "stand_in": stand_in,
+            "provenance": prov()}
+
+
+RELEASE = {"repository": "https://github.com/Newmu/dcgan_code", "commit": "ee12b2d15a3856794b8dae77d1eb263c67c36e47",
+           "epoch": 30, "files_verified": 16, "complete": False, "convs_loaded": 4, "convs_total": 6}
 
 
 def row(df, model, metric):
@@ -37,9 +43,9 @@ def row(df, model, metric):
 
 
 def test_table1_rows_differences_and_kinds(tmp_path):
-    a = write(tmp_path / "all.json", svm_result("svm_cifar10_all", 81.5, 0.0, None, 1))
-    b = write(tmp_path / "400.json", svm_result("svm_cifar10_400pc", 75.0, 0.5, 400, 100))
-    df = tables.build_table1(a, b, None, tmp_path / "t1.csv", tmp_path / "t1.md", preset="paper")
+    a = write(tmp_path / "all.json", svm_result("svm_cifar10_trained_all", 81.5, 0.0, None, 1))
+    b = write(tmp_path / "400.json", svm_result("svm_cifar10_trained_400pc", 75.0, 0.5, 400, 100))
+    df = tables.build_table1([a, b], None, tmp_path / "t1.csv", tmp_path / "t1.md", preset="paper")
     acc = row(df, "DCGAN (ours) + L2-SVM", "Accuracy")
     assert acc["kind"] == "measured" and acc["ours"] == 81.5 and acc["paper"] == 82.8
     assert acc["difference"] == pytest.approx(-1.3)
@@ -59,13 +65,14 @@ def test_table1_rows_differences_and_kinds(tmp_path):
 
 
 def test_table2_supervised_cnn_is_a_validation_error(tmp_path):
-    svm = write(tmp_path / "svhn.json", {"protocol": "svm_svhn_1000", "test_error_pct": 20.0,
+    svm = write(tmp_path / "svhn.json", {"protocol": "svm_svhn_trained_1000", "test_error_pct": 20.0,
+                                         "features": "trained", "feature_dim": 7168, "test_accuracy_pct": 80.0,
                                          "test_error_ci95_pct": 0.8, "labels_per_class": 100, "draws": 100,
                                          "C": 0.01, "stand_in": None, "provenance": prov()})
     cnn = write(tmp_path / "cnn.json", {"protocol": "supervised_cnn_svhn_1000", "validation_error_pct": 30.0,
                                         "test_error_pct": 31.0, "trials": [{}, {}], "stand_in": None,
                                         "provenance": prov()})
-    df = tables.build_table2(svm, cnn, None, tmp_path / "t2.csv", tmp_path / "t2.md", preset="paper")
+    df = tables.build_table2(svm, cnn, None, tmp_path / "t2.csv", tmp_path / "t2.md", preset="paper")  # one path
     d = row(df, "DCGAN (ours) + L2-SVM", "test error")
     assert d["difference"] == pytest.approx(20.0 - 22.48)
     v = row(df, paper.TABLE2_CNN, "validation error")
@@ -114,11 +121,60 @@ def test_table3_and_the_stand_in_warning(tmp_path):
     assert "DCGAN (ours), Test Error @10M samples: ours 4.00% (paper 1.48%, +2.52 pts)" in text
 
 
+def test_table1_released_partial_row_pixels_and_the_one_draw_of_a_subset(tmp_path):
+    """On the first 4,000 CIFAR-10 images only the all-labels protocols run: each lands in the 400-per-class column as
+    the subset's one draw (no spread); the released D has its own row beside the paper's, saying it is partial and
+    its dimension; raw pixels have a row with no paper number; the 50,000-label column stays quoted."""
+    n = (1000, 3000)
+    res = [write(tmp_path / "t.json", svm_result("svm_cifar10_trained_all", 60.0, None, None, 1, n=n,
+                                                 source={"run": "imagenet32", "epoch": 30, "data": "cifar10"})),
+           write(tmp_path / "r.json", svm_result("svm_cifar10_released_all", 71.4, None, None, 1, features="released",
+                                                 dim=12288, n=n, source={"release": RELEASE})),
+           write(tmp_path / "p.json", svm_result("svm_cifar10_pixels_all", 40.0, None, None, 1, features="pixels",
+                                                 dim=3072, n=n))]
+    df = tables.build_table1(res, None, tmp_path / "t1.csv", tmp_path / "t1.md", preset="record")
+    rel = row(df, tables.RELEASED_D, "Accuracy (400 per class)")
+    assert rel["kind"] == "measured" and rel["ours"] == 71.4 and rel["paper"] == 73.8 and pd.isna(rel["ours_spread"])
+    assert "one draw = all 4,000 training images" in rel["note"] and "no spread" in rel["note"]
+    assert "PARTIAL release" in rel["note"] and "first 4 of 6 convolutions, 12,288-d" in rel["note"]
+    assert "ee12b2d" in rel["note"] and "16 files verified" in rel["note"]
+    assert not ((df["model"] == tables.RELEASED_D) & (df["metric"] == "Accuracy")).any()
+    assert row(df, tables.RELEASED_D, "feature dimension")["ours"] == 12288
+    assert row(df, "DCGAN (ours) + L2-SVM", "Accuracy")["kind"] == "quoted"  # 50,000 labels: not measured here
+    ours = row(df, "DCGAN (ours) + L2-SVM", "Accuracy (400 per class)")
+    assert ours["ours"] == 60.0 and "epoch 30" in ours["note"]
+    pix = row(df, tables.PIXELS, "Accuracy (400 per class)")
+    assert pd.isna(pix["paper"]) and pix["ours"] == 40.0
+    # the full training set: the all-labels result is the Accuracy column again
+    full = svm_result("svm_cifar10_released_all", 80.0, None, None, 1, features="released")
+    df = tables.build_table1([write(tmp_path / "f.json", full)], None, tmp_path / "a.csv", tmp_path / "a.md",
+                             preset="paper")
+    assert row(df, tables.RELEASED_D, "Accuracy")["ours"] == 80.0
+    with pytest.raises(tables.ResultFileError, match="two released results for the same label budget"):
+        tables.build_table1([tmp_path / "f.json", tmp_path / "f.json"], None, tmp_path / "b.csv", tmp_path / "b.md",
+                            preset="paper")
+
+
+def test_table2_released_row_beside_the_papers(tmp_path):
+    svm = {"test_error_pct": 23.0, "test_accuracy_pct": 77.0, "test_error_ci95_pct": 0.5, "labels_per_class": 100,
+           "draws": 100, "C": 0.01,
+           "features": "released", "feature_dim": 7168, "stand_in": None, "provenance": prov(),
+           "feature_source": {"release": dict(RELEASE, epoch=200, complete=True)}}
+    cnn = write(tmp_path / "cnn.json", {"validation_error_pct": 30.0, "test_error_pct": 31.0, "trials": [{}],
+                                        "provenance": prov()})
+    df = tables.build_table2([write(tmp_path / "r.json", svm)], cnn, None, tmp_path / "t2.csv", tmp_path / "t2.md",
+                             preset="paper")
+    rel = row(df, tables.RELEASED_D, "test error")
+    assert rel["paper"] == 22.48 and rel["difference"] == pytest.approx(23.0 - 22.48) and "epoch 200" in rel["note"]
+    assert "PARTIAL" not in rel["note"]
+    assert row(df, "DCGAN (ours) + L2-SVM", "test error")["kind"] == "quoted"  # no trained D in this config
+
+
 def test_a_missing_key_names_the_file_and_the_key(tmp_path):
     a = write(tmp_path / "all.json", {"test_accuracy_pct": 80.0})
-    msg = r"all\.json lacks key\(s\) \['test_error_ci95_pct', 'feature_dim'\]"
+    msg = r"all\.json lacks key\(s\) \['test_error_pct', 'test_error_ci95_pct', 'feature_dim', 'features'\]"
     with pytest.raises(tables.ResultFileError, match=msg):
-        tables.build_table1(a, a, None, tmp_path / "x.csv", tmp_path / "x.md", preset="demo")
+        tables.build_table1([a, a], None, tmp_path / "x.csv", tmp_path / "x.md", preset="demo")
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.md").exists()
 
 

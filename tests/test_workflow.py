@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -21,8 +23,9 @@ PAPER_STAGES = {
     "dedup_train_autoencoder": 1, "dedup_hash_shard": None, "dedup_gather": 1,
     "faces_detect_shard": None, "faces_gather": 1,
     "train_gan": 6,  # lsun, faces, imagenet32, svhn, mnist_dcgan, mnist_gan
-    "features_extract": 4, "features_kmeans": 1,
-    "svm_fit": 5,  # svm_cifar10_all, svm_cifar10_400pc, svm_svhn_1000 + the K-means baseline's two CIFAR-10 protocols
+    "features_extract": 6,  # train and test of cifar10 (the trained ImageNet D, raw pixels) and svhn (the SVHN D)
+    "features_kmeans": 1,
+    "svm_fit": 7,  # CIFAR-10 all labels and 400 per class on D, K-means and pixel features; SVHN 1000 labels
     "svm_supervised_cnn": 1,
     "mnist_eval_select_epoch": 2, "mnist_eval_generated": 4, "mnist_eval_real": 1,
     "figures_sample_sheet": 4, "figures_fig04_interpolation": 1, "figures_fig05_guided_backprop": 1,
@@ -67,16 +70,20 @@ def test_paper_dag_fits_each_svm_protocol_on_its_features(tmp_path):
     jobs = re.findall(r"^rule (\w+):\n    input: (.*)\n    output: (.*)$", res.stdout + res.stderr, flags=re.M)
     fits = {out: inp for rule, inp, out in jobs if rule == "svm_fit"}
     feats, data = "results/features", "resources/data"
+    about = lambda f: "" if f.endswith("kmeans") else f", {feats}/{f}/train.json"  # noqa: E731
     assert fits == {
-        f"results/svm/{p}.json": f"{feats}/{f}/train.npy, {feats}/{f}/test.npy, {data}/{d}"
-        for p, f, d in [("svm_svhn_1000", "svhn", "svhn"), ("svm_cifar10_400pc", "cifar10", "cifar10"),
-                        ("svm_cifar10_all", "cifar10", "cifar10"),
-                        ("svm_cifar10_kmeans_400pc", "cifar10_kmeans", "cifar10"),
-                        ("svm_cifar10_kmeans_all", "cifar10_kmeans", "cifar10")]
+        f"results/svm/svm_{f}_{budget}.json": f"{feats}/{f}/train.npy, {feats}/{f}/test.npy, {data}/{d}{about(f)}"
+        for f, d, budget in [("svhn_trained", "svhn", "1000"), ("cifar10_trained", "cifar10", "400pc"),
+                             ("cifar10_trained", "cifar10", "all"), ("cifar10_kmeans", "cifar10", "400pc"),
+                             ("cifar10_kmeans", "cifar10", "all"), ("cifar10_pixels", "cifar10", "400pc"),
+                             ("cifar10_pixels", "cifar10", "all")]
     }
     extracted = {out: inp for rule, inp, out in jobs if rule == "features_extract"}
-    assert extracted == {f"{feats}/{d}/{split}.npy": f"results/models/{run}/model.pt, {data}/{d}"
-                         for d, run in [("svhn", "svhn"), ("cifar10", "imagenet32")] for split in ("train", "test")}
+    assert extracted == {
+        f"{feats}/{d}_{kind}/{split}.npy, {feats}/{d}_{kind}/{split}.json":
+            f"{data}/{d}" + (f", results/models/{run}/model.pt" if kind == "trained" else "")
+        for d, run, kind in [("svhn", "svhn", "trained"), ("cifar10", "imagenet32", "trained"),
+                             ("cifar10", None, "pixels")] for split in ("train", "test")}
 
 
 def test_rules_have_log_benchmark_resources_and_env():
@@ -217,6 +224,25 @@ def test_tiny_config_runs_the_real_snakefile_end_to_end(tiny_run):
     assert over["runs.mnist_gan.decay_fraction"] == 0.25 and over["runs.lsun.ngf"] == 8  # run_defaults reached lsun
     assert over["runs.lsun.epochs"] == 2 and "runs.lsun.snapshot_epochs" not in over  # derived keys left out
     assert not any(k.startswith("run_defaults.") for k in over)
+
+
+@pytest.mark.slow
+def test_the_authors_svhn_d_gives_a_table2_row_through_the_workflow(shared_data, tmp_path):
+    """The demo's Table 2 with features.discriminator.svhn: both and weights.svhn at the authors' released SVHN model
+    (the copy in ../shared): their D is verified, its 7,168-d features go through the same L2-SVM, and the table holds
+    the measured row "the authors' released D" beside the one of the D trained here."""
+    extra = tmp_path / "released.yaml"
+    extra.write_text(yaml.safe_dump({"features": {"discriminator": {"svhn": "both"}},
+                                     "weights": {"svhn": str(shared_data / "weights" / "dcgan_code_svhn")}}))
+    res = smk("--cores", "2", "--directory", str(tmp_path), "results/tables/table2_svhn.csv", "--configfile",
+              str(REPO / "presets" / "demo.yaml"), str(REPO / "tests" / "tiny.yaml"), str(extra), timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    df = pd.read_csv(tmp_path / "results" / "tables" / "table2_svhn.csv").set_index("model")
+    released = df.loc["DCGAN, the authors' released D + our L2-SVM"]
+    assert released["kind"] == "measured" and released["paper"] == 22.48 and "epoch 200" in released["note"]
+    assert df.loc["DCGAN (ours) + L2-SVM", "kind"] == "measured"
+    result = json.loads((tmp_path / "results" / "svm" / "svm_svhn_released_1000.json").read_text())
+    assert result["feature_dim"] == 7168 and result["feature_source"]["release"]["complete"]
 
 
 def test_the_pinned_snakemake_never_runs_more_cores_than_given(tmp_path):

@@ -14,6 +14,13 @@ Real sources (the paper's data; users need internet or their own copies):
   svhn_semisup_analysis.py). Labels are the digit itself: the .mat files store digit 0 as label 10 and torchvision
   maps 10 -> 0 (checked here). The authors' code used ``label - 1`` (digit 1 -> class 0, digit 0 -> class 9), a
   permutation of the classes that changes nothing for a one-vs-rest SVM.
+- ``npz`` (cifar10, svhn) an .npz file holding ``x_train``/``x_test`` (uint8 N x 32 x 32 x 3) and ``y_train``/
+  ``y_test`` (labels 0..9; SVHN digit 0 as 0), optionally ``class_names`` and ``train_index``/``test_index`` (the
+  official index of each row). Its sha256 goes into the provenance inputs.
+
+Official subsets (cifar10, svhn): ``train_images`` / ``test_images`` = N keeps the first N images of the official
+order after reading (0 = the whole split), so a reviewer rebuilds the same subset from the official download.
+``meta["subset"]`` records them (null = the whole official split) and whether the order is the official one.
 - ``lsun_raw`` the official LSUN LMDB export of one category's train set (Sec. 4.1; bedroom), fetched like
   fyu/lsun download.py (``<category>_train_lmdb.zip``) with a resumable, size- and CRC-checked download, or an
   LMDB folder the user placed. Images are JPEG (short side 256, quality 75) as exported by LSUN.
@@ -62,8 +69,8 @@ log = logging.getLogger(__name__)
 DATASETS = INGESTED_DATASETS  # defined with their config.yaml data.<key> sections (DATA_CONFIG_KEY) in config.py
 SOURCES = {
     "mnist": ("download", "demo"),
-    "cifar10": ("download", "demo"),
-    "svhn": ("download", "demo"),
+    "cifar10": ("download", "npz", "demo"),
+    "svhn": ("download", "npz", "demo"),
     "lsun_raw": ("download", "path", "demo"),
     "imagenet": ("path", "demo"),
     "faces_raw": ("celeba", "folder", "demo"),
@@ -80,6 +87,12 @@ MNIST_RAW_MD5 = {
 # fyu/lsun download.py: http://dl.yf.io/lsun/scenes/{category}_{set}_lmdb.zip (no checksums are published).
 LSUN_URL = "http://dl.yf.io/lsun/scenes/{category}_train_lmdb.zip"
 CHUNK = 1024  # images decoded per thread-pool round while streaming
+# Official split sizes of the datasets whose first N images data.<name>.train_images / test_images select.
+OFFICIAL_SIZES = {"cifar10": {"train": 50000, "test": 10000}, "svhn": {"train": 73257, "test": 26032}}
+SUBSET_KEYS = {"train": "train_images", "test": "test_images"}
+TITLES = {"cifar10": "CIFAR-10", "svhn": "SVHN"}
+# torchvision CIFAR10.classes (batches.meta label_names): class names when an npz file has none.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -106,6 +119,8 @@ def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int
     if source not in SOURCES[name]:
         raise DataError(f"config key '{key}.source': {source!r} is not allowed for {name}; "
                         f"allowed values: {', '.join(SOURCES[name])}")
+    if name in OFFICIAL_SIZES:
+        _check_subset_settings(name, cfg, key, source)
     builder = demo.BUILDERS[name] if source == "demo" else _REAL[name]
     if name == "lsun_raw" and source != "demo":
         ledger = Path(ledger) if ledger else Path(out_dir).parent / "checksums" / f"{name}.json"
@@ -274,7 +289,9 @@ def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
 
 
 def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
-    """CIFAR-10 via torchvision (Sec. 5.1): 50,000 train + 10,000 test, 32x32x3."""
+    """CIFAR-10 via torchvision (Sec. 5.1): 50,000 train + 10,000 test, 32x32x3; or its first N of each split."""
+    if cfg["source"] == "npz":
+        return _official_npz("cifar10", cfg=cfg, stage=stage, key=key)
     from torchvision import datasets
 
     C = datasets.CIFAR10
@@ -290,21 +307,23 @@ def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
             f"CIFAR-10: downloading {C.url} failed: {e}\nWithout internet, fetch it elsewhere and place "
             f"{C.filename} (md5 {C.tgz_md5}) in {root}/, or its extracted folder as {root / C.base_folder}/ "
             f"(config key '{key}.path' = {root})") from e
-    for split, ds in splits.items():
-        io.write_dataset(stage, split, ds.data, np.asarray(ds.targets))  # data: (N, 32, 32, 3) uint8 already
-    meta = dict(splits={s: len(d) for s, d in splits.items()}, image_shape=(32, 32, 3), n_classes=10,
-                class_names=list(splits["train"].classes),
-                source=f"torchvision.datasets.CIFAR10 in {root} (md5-checked)", stand_in=None)
+    arrays = {s: (ds.data, np.asarray(ds.targets, dtype=np.int64)) for s, ds in splits.items()}  # (N, 32, 32, 3)
+    sizes, subset = _write_official_subset("cifar10", arrays, cfg, stage, key, where=f"{root / C.base_folder}")
+    meta = dict(splits=sizes, image_shape=(32, 32, 3), n_classes=10, class_names=list(splits["train"].classes),
+                source=f"torchvision.datasets.CIFAR10 in {root} (md5-checked); {_subset_text(subset)}",
+                stand_in=None, subset=subset)
     return meta, {"batches": [root / C.base_folder / f for f, _ in batches]}
 
 
 def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
     """SVHN train + test via torchvision (Sec. 5.2); labels = the digit (torchvision maps the .mat's 10 to 0)."""
+    if cfg["source"] == "npz":
+        return _official_npz("svhn", cfg=cfg, stage=stage, key=key)
     from torchvision import datasets
 
     S = datasets.SVHN
     root = Path(cfg["path"])
-    sizes, files = {}, []
+    arrays, files = {}, []
     for split in ("train", "test"):
         url, fname, md5 = S.split_list[split]
         download.check_files(root, [(fname, md5)], key, "SVHN", root)
@@ -317,16 +336,139 @@ def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
         if y.min() < 0 or y.max() > 9:
             raise DataError(f"SVHN {root / fname}: labels span {y.min()}..{y.max()}, expected 0..9 after "
                             "torchvision's 10 -> 0 mapping")
-        x = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))  # (N, 3, 32, 32) -> (N, 32, 32, 3)
-        io.write_dataset(stage, split, x, y)
-        sizes[split] = len(y)
+        arrays[split] = (ds.data.transpose(0, 2, 3, 1), y)  # (N, 3, 32, 32) -> (N, 32, 32, 3), a view
         files.append(root / fname)
+    sizes, subset = _write_official_subset("svhn", arrays, cfg, stage, key, where=str(root))
     meta = dict(splits=sizes, image_shape=(32, 32, 3), n_classes=10, class_names=[str(i) for i in range(10)],
-                source=f"torchvision.datasets.SVHN train + test in {root} (md5-checked; extra not used)",
-                stand_in=None,
+                source=f"torchvision.datasets.SVHN train + test in {root} (md5-checked; extra not used); "
+                       f"{_subset_text(subset)}",
+                stand_in=None, subset=subset,
                 label_note="label = the digit shown: the .mat files store digit 0 as 10 and torchvision maps it "
                            "to 0; the authors' code used label-1 instead (a class permutation)")
     return meta, {"mat": files}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# official subsets and .npz files (cifar10, svhn)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _check_subset_settings(name: str, cfg, key: str, source: str) -> None:
+    """``train_images`` / ``test_images``: integers >= 0 (absent = 0); refused for the demo stand-in, which has no
+    official order to take the first N of."""
+    for k in SUBSET_KEYS.values():
+        v = cfg.get(k, 0)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise DataError(f"config key '{key}.{k}': {v!r} is not allowed; allowed values: 0 (the whole official "
+                            f"split) or N >= 1 (its first N images)")
+        if v and source == "demo":
+            raise DataError(f"config key '{key}.{k}': {v} selects the first {v} images of the official {TITLES[name]} "
+                            f"order, which the demo stand-in does not have; set it to 0, or set '{key}.source' to "
+                            f"download or npz")
+
+
+def _write_official_subset(name: str, arrays: dict[str, tuple[np.ndarray, np.ndarray]], cfg, stage: Path, key: str,
+                           where: str, order: str = "official", index: dict[str, np.ndarray] | None = None):
+    """Write the first ``cfg[train_images]`` / ``cfg[test_images]`` rows (0 = all) of each split's (x, y); return
+    (split sizes, the ``meta["subset"]`` record).
+
+    ``order`` is "official" when row i of each split is official image i, else "file" (then ``index``, when given,
+    holds each row's official index, and the kept part of it is recorded). A count is recorded as null only when
+    the rows kept are the whole official split in official order."""
+    sizes, subset = {}, {}
+    for split, (x, y) in arrays.items():
+        k = SUBSET_KEYS[split]
+        n = int(cfg.get(k, 0))
+        if n > len(x):
+            raise DataError(f"config key '{key}.{k}': {n} is larger than the {split} split of {TITLES[name]} in "
+                            f"{where}, which holds {len(x)} images; allowed values: 0 (all) to {len(x)}")
+        n = n or len(x)
+        io.write_dataset(stage, split, x[:n], y[:n])
+        sizes[split] = n
+        whole = order == "official" and n == OFFICIAL_SIZES[name][split]
+        subset[k] = None if whole else n
+    subset["order"] = order
+    if index is not None:
+        subset["official_index"] = {s: index[s][:sizes[s]].tolist() for s in index}
+    log.info("%s: kept %s (%s order)", TITLES[name], sizes, order)
+    return sizes, subset
+
+
+def _subset_text(subset: dict) -> str:
+    """What meta["source"] says about the subset, e.g. 'the first 4000 train images and the whole test split ...'."""
+    if subset["order"] == "official" and all(subset[k] is None for k in SUBSET_KEYS.values()):
+        return "the whole official train and test splits"
+    text = " and ".join(f"the whole {split} split" if subset[k] is None else f"the first {subset[k]} {split} images"
+                        for split, k in SUBSET_KEYS.items())
+    if subset["order"] == "official":
+        return f"subset: {text}, in the official order (meta subset)"
+    if "official_index" in subset:
+        return (f"subset: {text} of the file, whose rows are NOT in the official order, so not the official first N "
+                "(meta subset.official_index gives each kept row's official index)")
+    return (f"subset: {text} of the file, in its own row order; it has no train_index/test_index, so whether "
+            "these are the official first N is unknown")
+
+
+def _official_npz(name: str, *, cfg, stage: Path, key: str):
+    """CIFAR-10 or SVHN from an .npz file: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (optional
+    ``class_names``, ``train_index``, ``test_index``), every array checked; then the official subset is applied."""
+    path = Path(cfg["path"])
+    title = TITLES[name]
+    if not path.is_file():
+        raise DataError(f"config key '{key}.path': {path} is not a file; with {key}.source: npz it must be an .npz "
+                        "holding x_train, y_train, x_test, y_test")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{title} npz {path} (config key '{key}.path') cannot be read as an .npz file: {e}") from e
+
+    def bad(k: str, what: str) -> DataError:
+        return DataError(f"{title} npz {path}: array '{k}' {what} (config key '{key}.path')")
+
+    arrays, index = {}, {}
+    for split in SUBSET_KEYS:
+        xk, yk, ik = f"x_{split}", f"y_{split}", f"{split}_index"
+        for k in (xk, yk):
+            if k not in data:
+                raise bad(k, f"is missing; the file holds {', '.join(sorted(data)) or 'no arrays'}")
+        x, y = data[xk], data[yk]
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+            raise bad(xk, f"is {x.dtype} {list(x.shape)}; expected uint8 [N, 32, 32, 3] (images, channels last)")
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+            raise bad(yk, f"is {y.dtype} {list(y.shape)}; expected integer labels of shape [{len(x)}] (one per "
+                          f"image of {xk})")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            note = " (SVHN digit 0 is label 0 here: map the .mat files' 10 to 0)" if name == "svhn" else ""
+            raise bad(yk, f"holds labels {y.min()}..{y.max()}; expected 0..9{note}")
+        arrays[split] = (x, y.astype(np.int64))
+        if ik in data:
+            idx = data[ik]
+            if idx.ndim != 1 or idx.dtype.kind not in "iu" or len(idx) != len(x):
+                raise bad(ik, f"is {idx.dtype} {list(idx.shape)}; expected the official index of each row of {xk}, "
+                              f"integers of shape [{len(x)}]")
+            if len(idx) and (idx.min() < 0 or idx.max() >= OFFICIAL_SIZES[name][split]):
+                raise bad(ik, f"holds indices {idx.min()}..{idx.max()}; the official {split} split has "
+                              f"{OFFICIAL_SIZES[name][split]} images (0..{OFFICIAL_SIZES[name][split] - 1})")
+            index[split] = idx.astype(np.int64)
+    if "class_names" in data:
+        names = data["class_names"]
+        if names.ndim != 1 or len(names) != 10 or names.dtype.kind not in "US":
+            raise bad("class_names", f"is {names.dtype} {list(names.shape)}; expected 10 strings")
+        class_names = [c.decode() if isinstance(c, bytes) else str(c) for c in names.tolist()]
+    else:
+        class_names = list(CIFAR10_CLASSES) if name == "cifar10" else [str(i) for i in range(10)]
+    # Rows are the official first N only when the file says so (index = 0..N-1 in order); else they keep the
+    # file's order and the official indices the file gives are recorded.
+    official = all(s in index and np.array_equal(index[s], np.arange(len(index[s]))) for s in SUBSET_KEYS)
+    sizes, subset = _write_official_subset(name, arrays, cfg, stage, key, where=str(path),
+                                           order="official" if official else "file",
+                                           index=None if official or not index else index)
+    found = ", ".join(k for k in ("train_index", "test_index") if k in data) or "no train_index/test_index"
+    meta = dict(splits=sizes, image_shape=(32, 32, 3), n_classes=10, class_names=class_names,
+                source=f"{title} npz file {path} ({found}; sha256 in provenance inputs); {_subset_text(subset)}",
+                stand_in=None, subset=subset)
+    return meta, {"npz": [path]}
 
 
 def _import_lmdb():

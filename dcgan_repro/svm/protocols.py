@@ -5,20 +5,20 @@ objective) and scores the linear models ``argmax(X W^T + b)`` by streaming featu
 over a split for many models at once (:func:`error_pct`).
 
 Protocols (rule ``svm_fit``, wildcard ``protocol``, :func:`fit`; docs/REFERENCE.md Sec. 4), registered with what
-they read in :data:`PROTOCOLS` (:mod:`dcgan_repro.svm.registry`, the workflow's source too):
+they read in :data:`PROTOCOLS` (:mod:`dcgan_repro.svm.registry`, the workflow's source too), named
+``svm_<dataset>_<features>_<labels>`` (features: ``trained``, ``released``, ``kmeans``, ``pixels``):
 
-* ``svm_svhn_1000`` (Table 2): SVHN train shuffled with ``svm.seed``; the first ``validation_size`` images are
+* ``svm_svhn_*_1000`` (Table 2): SVHN train shuffled with ``svm.seed``; the first ``validation_size`` images are
   the validation set, the rest the labelled pool. C is chosen from ``c_grid`` by the mean validation error over
   ``selection_draws`` random draws of ``svhn_labels_per_class`` labels per class; then ``final_draws`` fresh
   draws with that C are scored on the test set: mean error and 1.96 x std (numpy std, ddof 0, as the code).
   The code drew new labels for every C; here every C sees the same selection draws (a paired comparison, so
   the choice of C is less noisy); the final draws are fresh.
-* ``svm_cifar10_400pc`` (Table 1, "400 per class"): the same on CIFAR-10 with ``cifar10_labels_per_class``.
-* ``svm_cifar10_all`` (Table 1, "accuracy"): C chosen by fitting on the pool (train minus validation) and
+* ``svm_cifar10_*_400pc`` (Table 1, "400 per class"): the same on CIFAR-10 with ``cifar10_labels_per_class``.
+* ``svm_cifar10_*_all`` (Table 1, "accuracy"): C chosen by fitting on the pool (train minus validation) and
   scoring the validation set; then one fit with that C on *all* training images, validation included (the
-  paper's 82.8% uses all 50,000 training images), and one test score (``test_error_ci95_pct`` is null).
-* ``svm_cifar10_kmeans_400pc``, ``svm_cifar10_kmeans_all`` (Table 1, "1 Layer K-means"): the two CIFAR-10
-  protocols on K-means features (dcgan_repro.kmeans).
+  paper's 82.8% uses all 50,000 training images), and one test score (``test_error_ci95_pct`` is null). On a
+  subset of at most 10 x 400 images this is the only possible "400 per class" draw (Table 1 shows it there).
 
 The test set is read once, after C is fixed. The split and label draws (:func:`split_train_validation`,
 :func:`class_pools`, :func:`draw_labelled`) are also those of Table 2's supervised CNN baseline
@@ -37,7 +37,7 @@ import torch
 
 from dcgan_repro import features, io, models, runtime
 from dcgan_repro.svm import dual_cd, solvers
-from dcgan_repro.svm.registry import KMEANS, PROTOCOLS, Protocol  # noqa: F401 (the registry, re-exported)
+from dcgan_repro.svm.registry import PROTOCOLS, Protocol  # noqa: F401 (the registry, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -205,13 +205,16 @@ def _labels(data_dir: io.PathLike, split: str) -> np.ndarray:
 
 def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLike,
         data_dir: io.PathLike, svm_cfg: dict, out_path: io.PathLike, common: dict,
-        feature_model: dict | None = None, feature_pool: int = 4) -> dict[str, Any]:
+        feature_model: dict | None = None, feature_pool: int = 4,
+        about_path: io.PathLike | None = None) -> dict[str, Any]:
     """Rule ``svm_fit``: run one protocol of :data:`PROTOCOLS`, write its JSON (docs/CONTRACTS.md) and return it.
 
     ``svm_cfg`` is config ``svm``; ``data_dir`` the labelled dataset whose train/test splits the feature files'
     rows describe (labels and ``stand_in`` are read from it). ``feature_model``: the run config of the D the
     features should come from (with ``feature_pool``, config ``features.pool``): feature files of another length are
-    refused before anything is fitted. The solver (config ``svm.solver``; ``svm.newton``: the torch solver's Newton
+    refused before anything is fitted. ``about_path``: the JSON rule ``features_extract`` wrote beside the training
+    features (which D, epoch, release, layers); it is copied into the result as ``feature_source``. The solver
+    (config ``svm.solver``; ``svm.newton``: the torch solver's Newton
     method) runs on ``common["device"]``.
     """
     t0 = time.time()
@@ -239,6 +242,12 @@ def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLi
                              f"discriminator (runs.{proto.features_run}: model {feature_model.get('model')!r}, "
                              f"ndf {feature_model.get('ndf')}) with features.pool = {feature_pool} gives {want}: "
                              "it was extracted with another model or pool size; re-run features_extract")
+    about = None
+    if about_path is not None:
+        about = {k: v for k, v in io.read_json(about_path).items() if k != "provenance"}
+        if about.get("feature_dim") != dim:
+            raise ValueError(f"feature file {train_feats_path} has {dim} dimensions but {about_path} describes "
+                             f"{about.get('feature_dim')}: re-run features_extract")
     val, pool = split_train_validation(len(ytr), svm_cfg["validation_size"], svm_cfg["seed"])
     Xva = _rows(Xtr, val)  # (n_val, F): held in memory, scored for every model
     select_rng, final_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(svm_cfg["seed"]).spawn(2))
@@ -282,7 +291,9 @@ def fit(protocol: str, train_feats_path: io.PathLike, test_feats_path: io.PathLi
     result = {
         "protocol": protocol,
         "dataset": proto.dataset,
-        "features": proto.features_run,
+        "features": proto.features,
+        "features_run": proto.features_run,
+        "feature_source": about,
         "feature_dim": dim,
         "labels_per_class": lpc,
         "C": C,

@@ -2,7 +2,7 @@
 import os
 
 from dcgan_repro.config import DATA_CONFIG_KEY, INGESTED_DATASETS
-from dcgan_repro.svm.registry import PROTOCOLS, feature_sets, kmeans_features_dir
+from dcgan_repro.svm import registry
 
 # Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
 # (Sets a variable for the jobs; reads none, so no envvars: directive is needed.)
@@ -15,12 +15,13 @@ os.environ.update(
 
 DATA = config["data"]["root"]
 RUNS = list(config["runs"])
-# SVM protocols (Sec. 5.1, 5.2; Tables 1, 2) and what each reads: the registry dcgan_repro.svm.registry.PROTOCOLS.
-SVM_PROTOCOLS = PROTOCOLS
-# Features for the SVM: which trained D rule features_extract applies to which labelled dataset (Sec. 5.1, 5.2).
-FEATURE_SETS = feature_sets()
+# SVM protocols (Sec. 5.1, 5.2; Tables 1, 2) and what each reads: the registry dcgan_repro.svm.registry.PROTOCOLS;
+# those this config runs (features.discriminator: trained, released or both D per dataset).
+SVM_PROTOCOLS = {name: registry.PROTOCOLS[name] for name in registry.active_protocols(config)}
+# Labelled dataset -> the run whose D describes it (trained: runs.<run>; released: weights.<run>).
+FEATURE_RUNS = registry.FEATURE_RUNS
 # Table 1's measured baseline: K-means features (rule features_kmeans) in results/features/<this>/.
-KMEANS_FEATURES = kmeans_features_dir()
+KMEANS_FEATURES = f"cifar10_{registry.KMEANS}"
 MNIST_MODELS = ["mnist_dcgan", "mnist_gan"]
 # Table 3 columns computed; a count of 0 leaves that column to the paper's quoted value (e.g. @10M on a CPU).
 MNIST_COUNTS = [k for k, n in config["mnist_eval"]["sample_counts"].items() if n]
@@ -97,23 +98,50 @@ def all_tables():
 
 
 def svm_features(protocol):
-    """The feature folder (results/features/<dir>) an SVM protocol reads: D's features of its dataset, or the K-means
-    baseline's."""
+    """The feature folder (results/features/<dataset>_<kind>) an SVM protocol reads."""
     return f"results/features/{SVM_PROTOCOLS[protocol].features_dir}"
 
 
+def svm_inputs(w):
+    """Rule svm_fit's inputs: the feature files, the dataset and (not for K-means) what the features came from."""
+    p = SVM_PROTOCOLS[w.protocol]
+    feats = svm_features(w.protocol)
+    about = {} if p.features == registry.KMEANS else {"about": f"{feats}/train.json"}
+    return {"train": f"{feats}/train.npy", "test": f"{feats}/test.npy", "data": dataset_dir(p.dataset), **about}
+
+
 def svm_feature_model(protocol):
-    """Config of the run whose D gives the protocol's features (their length is checked); None for K-means."""
+    """Config of the trained run whose D gives the protocol's features (their length is checked); else None."""
     p = SVM_PROTOCOLS[protocol]
-    return config["runs"][p.features_run] if p.discriminator_features else None
+    return config["runs"][p.features_run] if p.features == registry.TRAINED else None
 
 
-def released_weights(name, filename):
-    """A file of the authors' released weights (config weights.<name>: the folder, or the .jl file itself)."""
-    path = config["weights"][name]
-    if not path:
-        raise ValueError(f"config key 'weights.{name}' is null: set it to the released folder to make this target")
-    return path if str(path).endswith(".jl") else os.path.join(path, filename)
+def extraction_settings():
+    """Config features without the choice of D per dataset (changing that choice must not redo other features)."""
+    return {k: v for k, v in config["features"].items() if k not in ("discriminator", "trained_epoch")}
+
+
+def feature_inputs(w):
+    """Rule features_extract's inputs: the dataset, and for a trained D the run's model file."""
+    model = {"model": model_path(FEATURE_RUNS[w.dataset])} if w.source == registry.TRAINED else {}
+    return {"data": dataset_dir(w.dataset), **model}
+
+
+def released_d(dataset):
+    """The authors' released D behind ``dataset``'s features (config weights.<run>): where, and whether a copy that
+    lacks files may be used."""
+    run = FEATURE_RUNS[dataset]
+    return {
+        "path": config["weights"][run],
+        "run": run,
+        "key": f"weights.{run}",
+        "allow_partial": run in config["weights"]["allow_partial"],
+    }
+
+
+def table_svm_results(dataset):
+    """A table rule's SVM results: {protocol name: result file} of every protocol config runs on ``dataset``."""
+    return {name: f"results/svm/{name}.json" for name, p in SVM_PROTOCOLS.items() if p.dataset == dataset}
 
 
 def all_figures():

@@ -1,18 +1,21 @@
-# Stage: discriminator feature extraction (Sec. 5.1; dcgan_repro.features): 28672-d for the ImageNet D.
+# Stage: features for the L2-SVM (Sec. 5.1; dcgan_repro.features): a discriminator's (28672-d for the ImageNet D),
+# trained here or released by the authors; raw pixels; and Table 1's K-means baseline (dcgan_repro.kmeans).
 
 
 rule features_extract:
+    """{source}: trained (this workflow's run), released (the authors' D, verified first) or pixels."""
     input:
-        model=lambda w: model_path(FEATURE_SETS[w.dataset]),
-        data=lambda w: dataset_dir(w.dataset),
+        unpack(feature_inputs),
     output:
-        "results/features/{dataset}/{split}.npy",
+        features="results/features/{dataset}_{source}/{split}.npy",
+        about="results/features/{dataset}_{source}/{split}.json",
     log:
-        "logs/results/features/{dataset}/{split}.log",
+        "logs/results/features/{dataset}_{source}/{split}.log",
     benchmark:
-        "logs/benchmarks/features/{dataset}_{split}.tsv"
+        "logs/benchmarks/features/{dataset}_{source}_{split}.tsv"
     wildcard_constraints:
-        dataset="|".join(FEATURE_SETS),
+        dataset="|".join(FEATURE_RUNS),
+        source="|".join(registry.EXTRACTED),
     conda:
         "../../envs/torch.yaml"
     threads: 4
@@ -21,7 +24,11 @@ rule features_extract:
         runtime=120,
         mem_mb=16000,
     params:
-        features=config["features"],
+        source=lambda w: w.source,
+        features=extraction_settings(),
+        run=lambda w: FEATURE_RUNS[w.dataset],
+        epoch=lambda w: config["features"]["trained_epoch"][w.dataset] if w.source == registry.TRAINED else 0,
+        released=lambda w: released_d(w.dataset) if w.source == registry.RELEASED else None,
         common=common_params(),
     script:
         "../scripts/features_extract.py"

@@ -172,9 +172,8 @@ rule figures_fig09_mnist_samples:
 
 
 rule figures_authors_svhn_samples:
-    """Samples of the authors' released SVHN G in our generator (only when config weights.svhn is set)."""
-    input:
-        gen=lambda w: released_weights("svhn", "200_gen_params.jl"),
+    """Samples of the authors' released SVHN G in our generator (only when config weights.svhn is set); its files are
+    verified against the release's git blob ids first."""
     output:
         png=report(
             "results/figures/authors_svhn_samples.png",

@@ -4,9 +4,7 @@
 
 rule svm_fit:
     input:
-        train=lambda w: f"{svm_features(w.protocol)}/train.npy",
-        test=lambda w: f"{svm_features(w.protocol)}/test.npy",
-        data=lambda w: dataset_dir(SVM_PROTOCOLS[w.protocol].dataset),
+        unpack(svm_inputs),
     output:
         "results/svm/{protocol}.json",
     log:

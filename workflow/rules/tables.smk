@@ -3,10 +3,7 @@
 
 rule tables_table1_cifar10:
     input:
-        all_labels="results/svm/svm_cifar10_all.json",
-        per_class="results/svm/svm_cifar10_400pc.json",
-        kmeans_all="results/svm/svm_cifar10_kmeans_all.json",
-        kmeans_per_class="results/svm/svm_cifar10_kmeans_400pc.json",
+        results=list(table_svm_results("cifar10").values()),
         data=dataset_dir("cifar10"),
     output:
         csv="results/tables/table1_cifar10.csv",
@@ -23,7 +20,7 @@ rule tables_table1_cifar10:
 
 rule tables_table2_svhn:
     input:
-        svm="results/svm/svm_svhn_1000.json",
+        results=list(table_svm_results("svhn").values()),
         cnn="results/svm/supervised_cnn_svhn_1000.json",
         data=dataset_dir("svhn"),
     output:

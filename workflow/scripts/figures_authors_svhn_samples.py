@@ -1,14 +1,14 @@
-"""Rule figures_authors_svhn_samples: samples of the authors' released SVHN generator, loaded into our net by
-theano_weights."""
+"""Rule figures_authors_svhn_samples: samples of the authors' released SVHN generator, verified and loaded into our
+net (dcgan_repro.released)."""
 
-from dcgan_repro import runtime, theano_weights
+from dcgan_repro import released, runtime
 from dcgan_repro.figures import sample_sheets
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
-weights = snakemake.params.weights  # noqa: F821
+netG, manifest = released.load_generator(snakemake.params.weights, "svhn32", key="weights.svhn")  # noqa: F821
 sample_sheets.authors_svhn_samples(
-    theano_weights.load_generator(weights, "svhn32"),
-    theano_weights.released_file(weights, "svhn32", "G"),
+    netG,
+    manifest["folder"],
     snakemake.output.png,  # noqa: F821
     snakemake.output.pdf,  # noqa: F821
     figures=snakemake.params.figures,  # noqa: F821

@@ -14,4 +14,5 @@ protocols.fit(
     common=snakemake.params.common,  # noqa: F821
     feature_model=snakemake.params.feature_model,  # noqa: F821
     feature_pool=snakemake.params.feature_pool,  # noqa: F821
+    about_path=snakemake.input.get("about"),  # noqa: F821
 )

@@ -3,7 +3,7 @@ from dcgan_repro import runtime, tables
 
 log = runtime.rule_context(snakemake)  # noqa: F821 (injected by Snakemake)
 tables.build_table2(
-    snakemake.input.svm,  # noqa: F821
+    snakemake.input.results,  # noqa: F821
     snakemake.input.cnn,  # noqa: F821
     snakemake.input.data,  # noqa: F821
     snakemake.output.csv,  # noqa: F821
