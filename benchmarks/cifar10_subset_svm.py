@@ -15,7 +15,10 @@ d. ``trained_d``: the D of an imagenet32-architecture DCGAN trained here on the 
    images (labels unused; widths ``--d-width``, ``--d-epochs`` epochs, bf16 autocast) - not ImageNet, so this
    is the CIFAR-trained setting of papers/003 (49.2 % there at full scale), not the paper's.
 
-SVM protocol (``svm_cifar10_all`` of ``dcgan_repro.svm.protocols`` on this subset): the training images are
+Rows a-c come from the workflow itself with ``presets/table1_subset.yaml`` (Table 1's rules, the project's own
+solver, the released files verified); this script cross-checks them with LinearSVC and adds row d.
+
+SVM protocol (``svm_cifar10_*_all`` of ``dcgan_repro.svm.protocols`` on this subset): the training images are
 shuffled with ``--seed``; the first ``--validation-size`` are the validation split; every C of ``--c-grid`` is
 fitted on the rest and scored on validation; the best C is refitted on all training images and scored once on the
 test set. The solver is ``solvers.fit_l2svm`` with ``solver="liblinear"`` (scikit-learn's LinearSVC, the authors'
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import sys
 import time
@@ -101,7 +103,7 @@ def train_d(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fit_protocol(name: str, work: Path, data: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """svm_cifar10_all on the subset: C on a validation split carved from train, refit on all, test once."""
+    """svm_cifar10_*_all on the subset: C on a validation split carved from train, refit on all, test once."""
     t0 = time.time()
     ytr, yte = io.read_dataset(data, "train")[1], io.read_dataset(data, "test")[1]
     Xtr = io.load_npy(work / f"{name}_train.npy", mmap=False)
