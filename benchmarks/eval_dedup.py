@@ -6,8 +6,8 @@ plants duplicates of known kinds among crops of 267 real photographs (``../share
 BSD68, Sun-Hays 80, Urban100, Set14, Set5) and measures what the hash catches:
 
 - distinct images: per photo its full view (area-resized to 64x64) and 5 random 64x64 crops of its 128x128
-  version whose windows are >= 8 px apart and >= 4 px from the border (as
-  :func:`dcgan_repro.dedup.make_planted_collection`): 1,602 images.
+  version whose windows are >= 8 px apart and >= 4 px from the border (:func:`dcgan_repro.dedup_check.build_collection`,
+  also the workflow's rule dedup_check at the config defaults): 1,602 images.
 - planted duplicates of each kind in :data:`KINDS` (``--per-kind`` of each, originals drawn at random; the
   kinds that move the crop window take crop views as originals), made by :mod:`dcgan_repro.dedup_planting`.
 - planted non-duplicates: the crops of one photo are near in content but different images (windows >= 8 px
@@ -37,25 +37,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcgan_repro import dedup  # noqa: E402
-from dcgan_repro.dedup_planting import WINDOW_OPS, Kind, Window, plant  # noqa: E402
+from dcgan_repro import dedup, dedup_check  # noqa: E402
+from dcgan_repro.dedup_check import KINDS  # noqa: E402
 
 log = logging.getLogger("eval_dedup")
 
-SIZE = 64
-# Planted duplicate kinds: name -> operation and parameter (documented in dcgan_repro.dedup_planting; crop4 is a
-# 1.14x zoom on the window's centre)
-KINDS = {
-    "exact": Kind("exact"), "jpeg95": Kind("jpeg", 95), "jpeg85": Kind("jpeg", 85), "jpeg75": Kind("jpeg", 75),
-    "jpeg50": Kind("jpeg", 50), "shift1": Kind("shift", 1), "shift2": Kind("shift", 2), "crop4": Kind("crop", 4),
-    "bright0.9": Kind("gain", 0.9), "bright1.1": Kind("gain", 1.1), "plus20": Kind("offset", 20),
-    "minus20": Kind("offset", 20, signs=(-1,)), "contrast0.8": Kind("contrast", 0.8),
-}
 # config.yaml defaults (dedup:) with the evaluation's own epochs (the collection is ~2,000 images, not 200,000)
 DEFAULT = dict(crop=32, normalize="image", code_dim=128, dropout=0.5, input_noise=2.0, threshold=0.0, epochs=20,
                batch_size=128, lr=1e-3)
@@ -76,38 +66,6 @@ SETTINGS: dict[str, dict[str, Any]] = {  # one change at a time from DEFAULT
 }
 
 
-def build_collection(photos: np.ndarray, per_kind: int, seed: int) -> tuple[np.ndarray, list[dict], np.ndarray]:
-    """Distinct views of each photo plus ``per_kind`` planted duplicates of every kind in :data:`KINDS`.
-
-    Returns ``(x (N, 64, 64, 3) uint8, records [{"index", "original", "kind"}], photo id of each image (N,))``.
-    """
-    rng = np.random.default_rng(seed)
-    views, windows, photo_of = [], [], []
-    for p_id, p in enumerate(photos):
-        half = cv2.resize(p, (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_AREA)  # (128, 128, 3)
-        views.append(cv2.resize(p, (SIZE, SIZE), interpolation=cv2.INTER_AREA))
-        windows.append(None)
-        photo_of.append(p_id)
-        taken: list[tuple[int, int]] = []
-        while len(taken) < 5:  # windows >= 8 px apart, 4 px from the border (room for shifts and crops)
-            i, j = (int(v) for v in rng.integers(4, SIZE - 4, 2))
-            if all(max(abs(i - a), abs(j - b)) >= dedup.MIN_OFFSET for a, b in taken):
-                taken.append((i, j))
-                views.append(half[i:i + SIZE, j:j + SIZE])
-                windows.append(Window(half, j, i, SIZE))
-                photo_of.append(p_id)
-    x = list(views)
-    records = []
-    crop_views = [k for k, w in enumerate(windows) if w is not None]
-    for kind, spec in KINDS.items():  # shifts and crops move a crop window, so their originals are crop views
-        pool = crop_views if spec.op in WINDOW_OPS else range(len(views))
-        for o in rng.choice(pool, per_kind, replace=False):
-            x.append(plant(spec, views[o], rng, windows[o]))
-            records.append({"index": len(x) - 1, "original": int(o), "kind": kind})
-            photo_of.append(photo_of[o])
-    return np.stack(x), records, np.asarray(photo_of)
-
-
 def evaluate(x: np.ndarray, records: list[dict], photo_of: np.ndarray, n_distinct: int, cfg: dict[str, Any],
              seed: int, thresholds: list[float]) -> list[dict[str, Any]]:
     """Train once, hash at each threshold; one score dict per threshold."""
@@ -119,17 +77,8 @@ def evaluate(x: np.ndarray, records: list[dict], photo_of: np.ndarray, n_distinc
     out = []
     for t in thresholds:
         codes = dedup.hash_images(model, x, crop=cfg["crop"], normalize=cfg["normalize"], threshold=t)
+        scores = dedup_check.score_hash(codes, records, photo_of, n_distinct)
         bucket, _ = dedup.bucket_codes(codes)
-        s = dedup.planted_scores(records, bucket, [r["kind"] for r in records])
-        # hard non-duplicates: pairs of distinct crops of one photo that share a bucket
-        b, p = bucket[:n_distinct], photo_of[:n_distinct]
-        same_photo_pairs = merged = 0
-        for pid in np.unique(p):
-            bb = b[p == pid]
-            k = len(bb)
-            same_photo_pairs += k * (k - 1) // 2
-            _, counts = np.unique(bb, return_counts=True)
-            merged += int((counts * (counts - 1) // 2).sum())
         cross_photo = 0  # buckets mixing images of different photos
         for bid in np.unique(bucket):
             cross_photo += len(np.unique(photo_of[bucket == bid])) > 1
@@ -138,14 +87,12 @@ def evaluate(x: np.ndarray, records: list[dict], photo_of: np.ndarray, n_distinc
         # different photos (a collection of millions has ~1e12 such pairs; the close tail is what collides)
         dist = hamming_cross_photo(codes[:n_distinct], photo_of[:n_distinct])
         out.append({
-            "threshold": t, "precision": s["precision"], "recall": s["recall"],
-            "false_positive_rate": None if s["precision"] is None else 1 - s["precision"],
-            "removed": s["removed"], "false_merges": s["false_merges"],
-            "hard_negative_collision_rate": merged / same_photo_pairs, "cross_photo_buckets": int(cross_photo),
+            "threshold": t, **{k: v for k, v in scores.items() if k != "recall_by_kind"},
+            "cross_photo_buckets": int(cross_photo),
             "bits_on": float(bits.mean()), "cross_photo_pairs": len(dist),
             "cross_photo_min_bits": int(dist.min()), "cross_photo_within_4_bits": float((dist <= 4).mean()),
             "cross_photo_within_8_bits": float((dist <= 8).mean()),
-            "recall_by_kind": {k: v["recall"] for k, v in s["recall_by_kind"].items()},
+            "recall_by_kind": scores["recall_by_kind"],
             "train_s": round(train_s, 2),
         })
     return out
@@ -159,27 +106,6 @@ def hamming_cross_photo(codes: np.ndarray, photo_of: np.ndarray) -> np.ndarray:
         d = np.bitwise_count(words[i + 1:] ^ words[i]).sum(1)  # (N - i - 1,) bits that differ
         out.append(d[photo_of[i + 1:] != photo_of[i]])
     return np.concatenate(out)
-
-
-def drop_repeated_photos(npz, max_diff: float = 5.0) -> np.ndarray:
-    """The photos, less any that repeats an earlier one (mean |difference| < ``max_diff`` grey levels at 32x32).
-
-    The source sets overlap: Set14's ``face.png`` is Set5's ``head.png``. Left in, the hash rightly puts the two
-    in one bucket, which the planted truth would count as a false merge.
-    """
-    x = npz["images"]
-    names = npz["filenames"] if "filenames" in npz.files else np.arange(len(x)).astype(str)
-    small = np.stack([cv2.resize(p, (32, 32), interpolation=cv2.INTER_AREA) for p in x]).reshape(len(x), -1)
-    small = small.astype(np.float32)
-    keep = []
-    for i in range(len(x)):
-        diffs = [np.abs(small[i] - small[k]).mean() for k in keep]
-        if diffs and min(diffs) < max_diff:
-            k = keep[int(np.argmin(diffs))]
-            print(f"dropped {names[i]}: the same photo as {names[k]} (mean |diff| {min(diffs):.1f} grey levels)")
-            continue
-        keep.append(i)
-    return x[keep]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.scenes).is_file():
         print(f"{args.scenes} not found: this harness needs real photos (../shared/data/scenes/scenes256.npz)")
         return 2
-    photos = drop_repeated_photos(np.load(args.scenes))
-    x, records, photo_of = build_collection(photos, args.per_kind, seed=0)
+    npz = np.load(args.scenes)
+    photos, dropped = dedup_check.drop_repeated_photos(npz["images"])
+    names = npz["filenames"] if "filenames" in npz.files else np.arange(len(npz["images"])).astype(str)
+    for i in dropped:
+        print(f"dropped {names[i]}: the same photo as an earlier one")
+    x, records, photo_of = dedup_check.build_collection(photos, args.per_kind, seed=0)
     n_distinct = len(x) - len(records)
     print(f"collection: {n_distinct} distinct 64x64 images of {len(photos)} real photos + {len(records)} planted "
           f"duplicates ({args.per_kind} of each of {len(KINDS)} kinds); seeds {args.seeds}")

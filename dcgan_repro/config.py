@@ -205,7 +205,22 @@ def _check_consistency(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key '{section}.{k}': {v} is reversed; write the lower bound first: "
                                   f"[{v[1]}, {v[0]}]")
     _check_weights(config)
+    _check_files(config)
     _check_paths(config)
+
+
+# The data-curation checks' input files (rules dedup_check, faces_check): (section, key) -> what the file holds.
+CHECK_FILES = {("dedup", "photos"): "real photographs", ("faces", "composites"): "images with known face boxes"}
+# (config checks.<section>.<key>)
+
+
+def _check_files(config: dict[str, Any]) -> None:
+    """A curation check's file, when set, must exist (otherwise Snakemake names a missing file, not the key)."""
+    for (section, key), what in CHECK_FILES.items():
+        path = config["checks"][section][key]
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"config key 'checks.{section}.{key}': {path} is not a file; set it to an .npz of "
+                              f"{what}, or to null to skip the check")
 
 
 def _check_weights(config: dict[str, Any]) -> None:
@@ -257,6 +272,9 @@ def user_paths(config: dict[str, Any]) -> dict[str, Path]:
             paths[f"weights.{name}"] = _resolve(p)
     if config["figures"]["window_boxes"]:
         paths["figures.window_boxes"] = _resolve(config["figures"]["window_boxes"])
+    for section, key in CHECK_FILES:
+        if path := config["checks"][section][key]:
+            paths[f"checks.{section}.{key}"] = _resolve(path)
     return paths
 
 

@@ -356,3 +356,33 @@ def evaluate_detector(images: Sequence[np.ndarray] | np.ndarray, true_boxes: Seq
         "settings": {"cascade": cascade, "scale_factor": scale_factor, "min_neighbors": min_neighbors,
                      "min_size": min_size, "max_side": max_side},
     }
+
+
+def check(composites_path: io.PathLike, faces_cfg: dict[str, Any], out_path: io.PathLike,
+                common: dict[str, Any]) -> dict[str, Any]:
+    """Rule ``faces_check``: the detector of config ``faces`` on images with one face pasted at a known box
+    (``checks.faces.composites``): recall at IoU >= 0.5 over all faces and over faces of at least ``min_size`` px
+    (smaller ones are dropped by design), false detections per image, mean IoU; write the JSON."""
+    t0 = time.time()
+    with np.load(composites_path, allow_pickle=False) as npz:
+        missing = [k for k in ("images", "boxes_xywh") if k not in npz.files]
+        if missing:
+            raise ValueError(f"config key 'checks.faces.composites': {composites_path} lacks {missing} (images: uint8 "
+                             "N x H x W x 3; boxes_xywh: N x 4, the face in each image)")
+        images, boxes = npz["images"], npz["boxes_xywh"]
+    if len(images) != len(boxes):
+        raise ValueError(f"config key 'checks.faces.composites': {composites_path} has {len(images)} images but "
+                         f"{len(boxes)} boxes")
+    settings = {k: faces_cfg[k] for k in ("cascade", "scale_factor", "min_neighbors", "min_size", "max_side")}
+    scores = evaluate_detector(images, boxes, **settings)
+    sides = np.minimum(boxes[:, 2], boxes[:, 3])
+    result = {"check": "faces", **scores, "face_side_px": [float(sides.min()), float(sides.max())],
+              "stand_in": f"real faces pasted at known boxes into real scenes ({Path(composites_path).name}), "
+                          "standing in for the paper's web images",
+              "provenance": io.provenance(config={"faces": faces_cfg, **common}, seed=None,
+                                          inputs={"composites": composites_path}, started=t0)}
+    io.write_json(out_path, result)
+    log.info("faces check: recall %.3f (%.3f of faces >= %d px), %.3f false detections per image",
+             scores["recall"], scores["recall_eligible"] or 0, settings["min_size"],
+             scores["false_detections_per_image"])
+    return result

@@ -409,3 +409,17 @@ def test_reversed_range_is_refused(paper, key):
     with pytest.raises(ConfigError, match=rf"config key 'supervised_cnn\.{key}': \[.*\] is reversed; write the "
                                           r"lower bound first"):
         validate_config(paper)
+
+
+def test_a_curation_check_file_must_exist_and_stay_outside_the_workflows_folders(paper, tmp_path, monkeypatch):
+    paper["checks"]["faces"]["composites"] = str(tmp_path / "nowhere.npz")
+    with pytest.raises(ConfigError, match=r"config key 'checks\.faces\.composites': .*nowhere\.npz is not a file"):
+        validate_config(copy.deepcopy(paper))
+    inside = tmp_path / "results" / "photos.npz"  # inside a folder the workflow owns (and may delete)
+    inside.parent.mkdir()
+    inside.write_bytes(b"")
+    paper["checks"]["faces"]["composites"] = None
+    paper["checks"]["dedup"]["photos"] = "results/photos.npz"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"config key 'checks\.dedup\.photos' .* lies inside .*results"):
+        validate_config(paper)

@@ -1,7 +1,7 @@
 # The one place that reads config and builds target lists and paths.
 import os
 
-from dcgan_repro.config import DATA_CONFIG_KEY, INGESTED_DATASETS
+from dcgan_repro.config import CHECK_FILES, DATA_CONFIG_KEY, INGESTED_DATASETS
 from dcgan_repro.svm import registry
 
 # Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
@@ -41,7 +41,9 @@ FIGURES = [
     "fig08_turn_vector",
     "fig09_mnist_samples",
 ]
-TABLES = ["table1_cifar10", "table2_svhn", "table3_mnist"]
+# The curation checks (config checks) run when their files are set; their table joins the others.
+CHECKS = {name: f"results/{name}/check.json" for name, key in CHECK_FILES if config["checks"][name][key]}
+TABLES = ["table1_cifar10", "table2_svhn", "table3_mnist"] + (["curation_checks"] if CHECKS else [])
 
 
 wildcard_constraints:
@@ -149,3 +151,8 @@ def all_figures():
     if config["weights"]["svhn"]:  # the authors' released SVHN generator, when its folder is configured
         figs += [f"results/figures/authors_svhn_samples.{ext}" for ext in ("png", "pdf")]
     return figs
+
+
+def curation_check_results(w):
+    """Rule tables_curation_checks' inputs: {check name: result file} of the checks config runs."""
+    return CHECKS

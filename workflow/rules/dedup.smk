@@ -76,3 +76,27 @@ rule dedup_gather:
         preset=config["preset"],
     script:
         "../scripts/dedup_gather.py"
+
+
+rule dedup_check:
+    """The hash of config dedup on real photos with planted duplicates: precision, recall, false-positive rate."""
+    input:
+        config["checks"]["dedup"]["photos"] or [],
+    output:
+        "results/dedup/check.json",
+    log:
+        "logs/results/dedup/check.log",
+    benchmark:
+        "logs/benchmarks/dedup/check.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        runtime=60,
+        mem_mb=8000,
+    params:
+        dedup=config["dedup"],
+        check=config["checks"]["dedup"],
+        common=common_params(),
+    script:
+        "../scripts/dedup_check.py"

@@ -47,3 +47,23 @@ rule faces_gather:
         preset=config["preset"],
     script:
         "../scripts/faces_gather.py"
+
+
+rule faces_check:
+    """The detector of config faces on images with a known face box: recall and false detections."""
+    input:
+        config["checks"]["faces"]["composites"] or [],
+    output:
+        "results/faces/check.json",
+    log:
+        "logs/results/faces/check.log",
+    conda:
+        "../../envs/opencv.yaml"
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    params:
+        faces=config["faces"],
+        common=common_params(),
+    script:
+        "../scripts/faces_check.py"

@@ -54,6 +54,23 @@ rule tables_table3_mnist:
         "../scripts/tables_table3_mnist.py"
 
 
+rule tables_curation_checks:
+    """The dedup and face-detection checks on real photos (config checks) as one table."""
+    input:
+        unpack(curation_check_results),
+    output:
+        csv="results/tables/curation_checks.csv",
+        md="results/tables/curation_checks.md",
+    log:
+        "logs/results/tables/curation_checks.log",
+    conda:
+        "../../envs/tables.yaml"
+    params:
+        preset=config["preset"],
+    script:
+        "../scripts/tables_curation_checks.py"
+
+
 rule tables_index:
     """results/tables/README.md: what each table reproduces, and from which preset and data."""
     input:
