@@ -4,6 +4,7 @@ figure's files, the authors' SVHN sheet, on tiny models built with models.save_c
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -63,8 +64,9 @@ def tiny(tmp_path_factory) -> dict:
         "lsun": save_run(root, "lsun", "dcgan64", 2, "lsun", lsun_meta),
         "mnist_dcgan": save_run(root, "mnist_dcgan", "mnist_cond_dcgan", 2, "mnist", mnist_meta),
         "mnist_gan": save_run(root, "mnist_gan", "mnist_cond_mlp", 2, "mnist", mnist_meta),
-        "figures": {"grid_rows": 2, "grid_cols": 3, "interp_rows": 2, "interp_points": 3, "interp_steps": 2,
-                    "window_boxes": None, "arithmetic_noise": 0.25, "exemplars": 2, "turn_exemplars": 2,
+        "figures": {"grid_rows": 2, "grid_cols": 3, "interp_rows": 3, "interp_points": 3, "interp_steps": 2,
+                    "window_run": "lsun", "window_layer": 2, "window_boxes": None, "arithmetic_noise": 0.25,
+                    "exemplars": 2, "exemplar_ids": None, "turn_exemplars": 2, "turn_ids": None, "measure_draws": 6,
                     "bn_reference": 16, "exemplar_pool": 24, "seed": 0},
     }
 
@@ -119,6 +121,32 @@ def test_interpolation_endpoints_are_the_anchor_points():
     for k in range(4):
         assert torch.equal(path[3 * k], pts[k])
     torch.testing.assert_close(path[1], pts[0] + (pts[1] - pts[0]) / 3)
+    rows = interpolation.walk_rows(pts, 3)                 # one row per segment, both ends included
+    assert rows.shape == (3, 4, 5)
+    for k in range(3):
+        assert torch.equal(rows[k, 0], pts[k]) and torch.equal(rows[k, -1], pts[k + 1])
+
+
+def test_fig04_is_laid_out_as_rows_of_segments_and_records_its_settings(tiny, tmp_path):
+    """Rows of interp_steps + 1 images (about 10 at the paper's settings), one row per segment, walk after walk:
+    3 rows from walks through 3 points = a whole walk (2 rows) and the first row of a second."""
+    figs = tiny["figures"]
+    lay = interpolation.fig04_interpolation(tiny["lsun"], tiny["root"] / "lsun", tmp_path / "f4.png",
+                                            tmp_path / "f4.pdf", figures=figs, common=COMMON)
+    assert len(lay.boxes) == 2                                 # one panel per walk
+    (x0, y0, w0, h0), (x1, y1, w1, h1) = lay.boxes[0][0], lay.boxes[1][0]
+    pitch = (64 + GRID_PAD) * lay.scale
+    assert (w0, h0) == (3 * pitch + GRID_PAD * lay.scale, 2 * pitch + GRID_PAD * lay.scale)   # 2 rows x 3 images
+    assert h1 == pitch + GRID_PAD * lay.scale
+    foot = " ".join(lay.footer_lines)
+    assert "3 rows (figures.interp_rows) of 3 images" in foot and "2 steps per segment" in foot
+    assert "through 3 random points" in foot
+    # the paper's settings: 16 rows of 10 images stay legible (each face >= 128 px wide at 100 dpi)
+    big = {**figs, "interp_rows": 16, "interp_points": 9, "interp_steps": 9}
+    lay = interpolation.fig04_interpolation(tiny["lsun"], None, tmp_path / "g4.png", tmp_path / "g4.pdf",
+                                            figures=big, common=COMMON)
+    assert len(lay.boxes) == 2 and lay.scale == 2
+    assert lay.boxes[0][0][3] == 8 * (64 + GRID_PAD) * 2 + GRID_PAD * 2 and lay.width < 1400
 
 
 @pytest.mark.parametrize("act", [nn.ReLU(), nn.LeakyReLU(0.2, inplace=True)])
@@ -167,9 +195,15 @@ def test_window_dropout_zeroes_exactly_the_chosen_maps():
     torch.manual_seed(0)
     netG, _ = models.build_models(run_cfg("dcgan64", 2, "lsun"))
     z = models.sample_z(6, 100, "uniform", generator=torch.Generator().manual_seed(0))
-    site = window_dropout.second_highest_site(netG, z[:2])
     sites = window_dropout.activation_sites(netG, z[:2])
-    assert [s[1] for s in sites] == [(8, 8, 8), (4, 16, 16), (2, 32, 32)] and site == 1  # ngf = 2
+    assert [s[1] for s in sites] == [(8, 8, 8), (4, 16, 16), (2, 32, 32)]  # ngf = 2
+    layers = window_dropout.feature_layers(netG, z[:2])
+    assert layers[0] == ("project", (16, 4, 4)) and layers[1:] == sites  # counted from z: the projection first
+    site = window_dropout.layer_site(netG, z[:2], 2)   # the paper's "second highest": the 8x8 layer
+    assert site == 0 and window_dropout.layer_site(netG, z[:2], 3) == 1
+    for bad in (1, 5):
+        with pytest.raises(ValueError, match=r"figures.window_layer = %d: .* allowed: 2\.\.4" % bad):
+            window_dropout.layer_site(netG, z[:2], bad)
     img0, a0 = window_dropout.generate_with_sites(netG, z, capture=site)
     img1, a1 = window_dropout.generate_with_sites(netG, z, capture=site, drop=(site, [0, 2]))
     assert (a0[:, [0, 2]].abs().sum(dim=(2, 3)) > 0).all()  # they were active ...
@@ -230,7 +264,13 @@ def test_box_template_then_fig06_with_drawn_boxes(tiny, tmp_path):
     stats = window_dropout.fig06_window_dropout(tiny["lsun"], tiny["root"] / "lsun", tmp_path / "f6.png",
                                                 tmp_path / "f6.pdf", tmp_path / "f6.json", figures=figs, common=COMMON)
     assert stats["proxy_used"] is False and stats["n_boxes"] == 3 and stats["n_samples"] == 12
-    assert stats["dropped_maps_all_zero"] and stats["n_maps"] == 4
+    assert stats["dropped_maps_all_zero"] and stats["n_maps"] == 8                     # the 8x8 layer at ngf = 2
+    assert stats["layer"]["from_z"] == 2 and stats["layer"]["shape"] == [8, 8, 8]
+    assert stats["boxes_source"] == f"box file {out / 'window_boxes.json'}"
+    stats3 = window_dropout.fig06_window_dropout(tiny["lsun"], tiny["root"] / "lsun", tmp_path / "f6.png",
+                                                 tmp_path / "f6.pdf", tmp_path / "f6b.json",
+                                                 figures={**figs, "window_layer": 3}, common=COMMON)
+    assert stats3["layer"]["shape"] == [4, 16, 16] and stats3["n_maps"] == 4                 # configurable
     assert json.loads((tmp_path / "f6.json").read_text())["provenance"]["seed"] == 0
 
 
@@ -243,8 +283,10 @@ def test_every_figure_writes_png_and_pdf(tiny, tmp_path):
     guided_backprop.fig05_guided_backprop(tiny["lsun"], root / "lsun", *out["fig05"], figures=figs, common=COMMON)
     stats = window_dropout.fig06_window_dropout(tiny["lsun"], root / "lsun", *out["fig06"], tmp_path / "f6.json",
                                                 figures=figs, common=COMMON)
-    r7 = arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, *out["fig07"], figures=figs, common=COMMON)
-    r8 = arithmetic.fig08_turn_vector(tiny["lsun"], None, *out["fig08"], figures=figs, common=COMMON)
+    r7 = arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, *out["fig07"], tmp_path / "f7.json",
+                                            tmp_path / "f7.csv", figures=figs, common=COMMON)
+    r8 = arithmetic.fig08_turn_vector(tiny["lsun"], None, *out["fig08"], tmp_path / "f8.json", tmp_path / "f8.csv",
+                                      figures=figs, common=COMMON)
     mnist.fig09_mnist_samples(tiny["mnist_dcgan"], tiny["mnist_gan"], root / "mnist", *out["fig09"],
                               figures=figs, common=COMMON)
     for png, pdf in out.values():
@@ -252,8 +294,18 @@ def test_every_figure_writes_png_and_pdf(tiny, tmp_path):
     # the proxy is declared, with the paper's sample and box counts
     assert stats["proxy_used"] and (stats["n_samples"], stats["n_boxes"]) == (paper.FIG6_SAMPLES, paper.FIG6_BOXES)
     assert "AUTOMATIC PROXY" in stats["boxes_source"]
-    assert r7["fallback"] and all(len(v) == figs["exemplars"] for v in r7["picks"].values())
-    assert r8["proxy_used"] and len(r8["left"]) == figs["turn_exemplars"]
+    # Figs. 7, 8: automatic exemplars are declared a proxy; the measured effects are written beside the figure
+    assert set(r7["equations"]) == {"smile", "glasses"}
+    for eq in r7["equations"].values():
+        assert ("AUTOMATIC PROXY" in eq["source"] and eq["draws"] == figs["measure_draws"]) if eq["drawn"] else \
+            "real-face threshold" in eq["reason"]
+    assert json.loads((tmp_path / "f7.json").read_text())["equations"].keys() == r7["equations"].keys()
+    assert (tmp_path / "f7.csv").read_text().startswith("figure,equation,measure")
+    assert r8["exemplars"] == "automatic proxy" and len(r8["left"]) == figs["turn_exemplars"]
+    assert r8["turn"]["faces"] == figs["measure_draws"] and len(r8["turn"]["alphas"]) == figs["interp_steps"] + 1
+    assert [r["direction"] for r in csv.DictReader((tmp_path / "f8.csv").open())] == \
+        ["turn", *(f"random_same_length_{i + 1}" for i in range(arithmetic.RANDOM_DIRECTIONS))]
+    assert r8["random_directions"]["directions"] == arithmetic.RANDOM_DIRECTIONS
     # Fig. 9: three panels of 10 classes x 20 samples of 28 px (30 px pitch + 2 px border)
     lay = layout.layout([[layout.Panel(np.zeros((302, 602, 1), np.uint8), "x")] * 3], "f")
     assert read_png(out["fig09"][0]).shape[1] == lay.width
@@ -263,11 +315,25 @@ def test_fig07_exemplar_ids_from_config_and_the_pool_sheet_that_shows_them(tiny,
     figs = tiny["figures"]
     ids = {"A": [0, 1], "B": [5], "C": [7, 8, 9]}
     r7 = arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "f7.png", tmp_path / "f7.pdf",
-                                            figures=figs, common=COMMON, exemplar_ids=ids)
-    assert r7["picks"] == ids
-    with pytest.raises(ValueError, match=r"figures.exemplar_ids.*\[0, 24\)"):
+                                            figures=figs, common=COMMON, exemplar_ids=ids)  # bare {A, B, C} = smile
+    smile = r7["equations"]["smile"]
+    assert smile["exemplars"] == ids and smile["source"].startswith("hand-picked")
+    assert smile["shown"] == {"A": [0, 1], "B": [5], "C": [7, 8]}          # the first `exemplars` of each list
+    both = {"smile": ids, "glasses": {"A": [2, 3], "B": [4, 6], "C": [10, 11]}}
+    r7 = arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "f7.png", tmp_path / "f7.pdf",
+                                            figures=figs, common=COMMON, exemplar_ids=both)
+    assert {k: v["exemplars"] for k, v in r7["equations"].items()} == both
+    with pytest.raises(ValueError, match=r"figures.exemplar_ids.smile.*\[0, 24\)"):
         arithmetic.fig07_vector_arithmetic(tiny["lsun"], None, tmp_path / "x.png", tmp_path / "x.pdf",
                                            figures=figs, common=COMMON, exemplar_ids={**ids, "C": [24]})
+    with pytest.raises(ValueError, match="unknown equation"):
+        arithmetic.normalize_exemplar_ids({"beard": ids})
+    r8 = arithmetic.fig08_turn_vector(tiny["lsun"], None, tmp_path / "f8.png", tmp_path / "f8.pdf", figures=figs,
+                                      common=COMMON, turn_ids={"left": [3, 4, 5], "right": [6, 7]})
+    assert (r8["left"], r8["right"], r8["exemplars"]) == ([3, 4], [6, 7], "hand")
+    with pytest.raises(ValueError, match=r"figures.turn_ids.*\[0, 24\)"):
+        arithmetic.fig08_turn_vector(tiny["lsun"], None, tmp_path / "x.png", tmp_path / "x.pdf", figures=figs,
+                                     common=COMMON, turn_ids={"left": [30], "right": [1]})
     # the pool sheet shows exactly the samples the ids index (same seed, reference batch and pool size)
     assert cli.main(["exemplar-pool", "--model", str(tiny["lsun"]), "--out", str(tmp_path / "pool.png"),
                      "--seed", "0", "--bn-reference", "16", "--pool", "24"]) == 0

@@ -1,4 +1,5 @@
-"""``python -m dcgan_repro.figures make-box-template | exemplar-pool`` (see :mod:`dcgan_repro.figures.cli`)."""
+"""``python -m dcgan_repro.figures make-box-template | exemplar-pool | validate-measures`` (see
+:mod:`dcgan_repro.figures.cli`)."""
 
 from dcgan_repro.figures.cli import main
 

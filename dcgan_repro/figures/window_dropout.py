@@ -1,7 +1,12 @@
 """Fig. 6 (Sec. 6.3.1, rule ``figures_fig06_window_dropout``): forgetting to draw windows. A logistic regression finds
-the 'window' feature maps of G's second-highest conv layer from boxes drawn on samples; new samples are shown
-with and without those maps. The paper gives no code for it (docs/REFERENCE.md Sec. 6): the classifier's features
-and negatives are chosen here and documented at each function.
+the 'window' feature maps of one of G's layers from boxes drawn on samples; new samples are shown with and without
+those maps. The paper gives no code for it (docs/REFERENCE.md Sec. 6): the classifier's features and negatives are
+chosen here and documented at each function.
+
+The layer (``figures.window_layer``) is counted from z, as the paper counts: "the second highest convolution layer"
+with z's projection (1024x4x4) the highest, i.e. the 8x8 layer of the 64x64 G (512 maps at ngf = 128, of which the
+paper drops "200 in total"); :func:`feature_layers`, :func:`layer_site`. The model is the run
+``figures.window_run`` (paper: LSUN bedrooms). Footer and statistics JSON record both.
 
 Window boxes (``figures.window_boxes``): a JSON file ::
 
@@ -163,13 +168,32 @@ def activation_sites(netG: nn.Module, z: Tensor) -> list[tuple[str, tuple[int, .
     return list(zip(hk.names, hk.shapes))
 
 
-def second_highest_site(netG: nn.Module, z: Tensor) -> int:
-    """Index of G's second-highest conv feature layer (Sec. 6.3.1): the last hidden 4-D activation is the
-    highest, this is the one before it (dcgan64: the (2 ngf) x 16 x 16 layer, 256 maps at ngf = 128)."""
+def feature_layers(netG: nn.Module, z: Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """G's feature layers counted from z, as the paper counts them (Sec. 6.3.1): (module name, (C, h, w)), the
+    highest first. The projection of z (``ProjectedGenerator``: Linear + BN + ReLU, reshaped to (c0, 4, 4)) is
+    the highest layer and has no ReLU module to hook (name ``"project"``); then every 4-D ReLU output in call
+    order (:func:`activation_sites`). dcgan64 at ngf = 128: 1024x4x4 (projection), 512x8x8, 256x16x16,
+    128x32x32."""
     sites = activation_sites(netG, z)
-    if len(sites) < 2:
-        raise ValueError(f"{type(netG).__name__} has {len(sites)} hidden conv (ReLU module) layers; Fig. 6 needs 2")
-    return len(sites) - 2
+    if hasattr(netG, "project") and hasattr(netG, "c0"):
+        return [("project", (int(netG.c0), 4, 4)), *sites]
+    return sites
+
+
+def layer_site(netG: nn.Module, z: Tensor, layer: int) -> int:
+    """The hook site (index into :func:`activation_sites`) of G's feature layer ``layer`` counted from z
+    (``figures.window_layer``: 1 = the highest, z's own projection; 2 = the paper's "second highest", the 8x8
+    layer of the 64x64 G)."""
+    layers = feature_layers(netG, z)
+    n_sites = len(activation_sites(netG, z))
+    offset = len(layers) - n_sites                                            # 1 when the projection leads
+    allowed = f"{offset + 1}..{len(layers)}"
+    if not offset + 1 <= layer <= len(layers):
+        names = ", ".join(f"{i + 1} = {n} {'x'.join(map(str, sh))}" for i, (n, sh) in enumerate(layers))
+        raise ValueError(f"figures.window_layer = {layer}: {type(netG).__name__}'s feature layers counted from z "
+                         f"are {names}; allowed: {allowed} (the projection has no ReLU module whose maps can be "
+                         "dropped)")
+    return layer - 1 - offset
 
 
 def generate_with_sites(netG: nn.Module, z: Tensor, *, capture: int | None = None,
@@ -244,8 +268,9 @@ def _draw_boxes(images: np.ndarray, boxes: Sequence[dict[str, int]]) -> np.ndarr
 
 def fig06_window_dropout(model: PathLike, data_dir: PathLike | None, png: PathLike, pdf: PathLike,
                          stats_path: PathLike, *, figures: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
-    """Fig. 6 (Sec. 6.3.1): fit window vs not-window on G's second-highest conv layer, drop the maps with
-    positive weight everywhere, and show new samples without (top) and with (bottom) the drop.
+    """Fig. 6 (Sec. 6.3.1): fit window vs not-window on G's layer ``figures.window_layer`` counted from z
+    (:func:`layer_site`; paper: the second highest), drop the maps with positive weight everywhere, and show new
+    samples without (top) and with (bottom) the drop.
 
     Boxes come from ``figures.window_boxes`` or, when null, from :func:`proxy_window_boxes` on
     ``paper.FIG6_SAMPLES`` samples (``paper.FIG6_BOXES`` boxes); the caption and ``stats_path`` say which.
@@ -258,7 +283,8 @@ def fig06_window_dropout(model: PathLike, data_dir: PathLike | None, png: PathLi
     spec = read_box_file(figures["window_boxes"], (H, W)) if figures["window_boxes"] else None
     z_seed, n = (spec.z_seed, spec.n) if spec else (seed, paper.FIG6_SAMPLES)
     z_boxed = models.sample_z(n, nz, dist, generator=z_generator(z_seed))     # (n, nz), one batch (template)
-    site = second_highest_site(netG, z_boxed[:2].to(dev))
+    layer = int(figures["window_layer"])
+    site = layer_site(netG, z_boxed[:2].to(dev), layer)
     images, acts = generate_with_sites(netG, z_boxed, capture=site)           # (n, H, W, C), (n, C, h, w)
     boxes = spec.boxes if spec else proxy_window_boxes(images, paper.FIG6_BOXES)
     rng = np.random.default_rng(seed)
@@ -275,12 +301,15 @@ def fig06_window_dropout(model: PathLike, data_dir: PathLike | None, png: PathLi
     c_maps = int(acts.shape[1])
     src = (f"box file {spec.source}" if spec else
            f"AUTOMATIC PROXY, no hand-drawn boxes: the brightest {H // 4}x{W // 4} region of the {len(boxes)} "
-           f"of {n} samples where it stands out most (figures.window_boxes is null)")
+           f"of {n} samples where it stands out most (figures.window_boxes is null; draw boxes on "
+           "the samples of `python -m dcgan_repro.figures make-box-template` and set it to that file)")
     stats = {
         "figure": "fig06_window_dropout", "proxy_used": spec is None, "boxes_source": src,
         "n_samples": n, "z_seed": z_seed, "n_boxes": len(boxes),
-        "layer": {"site": site, "module": activation_sites(netG, z_boxed[:2].to(dev))[site][0],
-                  "shape": list(acts.shape[1:])},
+        "layer": {"from_z": layer, "site": site, "module": activation_sites(netG, z_boxed[:2].to(dev))[site][0],
+                  "shape": list(acts.shape[1:]), "setting": "figures.window_layer",
+                  "layers_from_z": [[name, list(sh)] for name, sh in feature_layers(netG, z_boxed[:2].to(dev))]},
+        "run": ckpt["name"],
         "n_maps": c_maps, "n_maps_dropped": int(len(drop)), "dropped_maps": drop.tolist(),
         "classifier": {"model": "sklearn LogisticRegression (L2, C=1)", **clf_stats},
         "dropped_maps_all_zero": bool(act_dropped[:, torch.as_tensor(drop)].abs().max() == 0) if len(drop) else True,
@@ -289,14 +318,17 @@ def fig06_window_dropout(model: PathLike, data_dir: PathLike | None, png: PathLi
                   "n_maps_dropped": paper.FIG6_MAPS_DROPPED},
     }
     stats["provenance"] = io.provenance(config={"figures": figures, "common": common}, seed=seed,
-                                        inputs={"model": model}, started=t0)
+                                        inputs={"model": model, **({"window_boxes": spec.source} if spec else {})},
+                                        started=t0)
     io.write_json(stats_path, stats)
     cv = clf_stats["cv_accuracy"]
     shown = sorted({b["sample"] for b in boxes})[:cols]
     boxed = _draw_boxes(images, [b for b in boxes if b["sample"] in shown])[shown]
     foot = footer_text([ckpt], data_dir, preset=common["preset"], seed=seed, notes=[
-        f"Boxes: {src}. Logistic regression on the {c_maps} maps of conv layer '{stats['layer']['module']}' "
-        f"({'x'.join(map(str, acts.shape[1:]))}); {clf_stats['n_positive']} in-box positions vs "
+        f"Run '{ckpt['name']}' (figures.window_run; paper: LSUN bedrooms). Boxes: {src}. Layer {layer} counted "
+        f"from z (figures.window_layer; paper: 2, 'the second highest', z's projection being the highest): module "
+        f"'{stats['layer']['module']}', {'x'.join(map(str, acts.shape[1:]))}. Logistic regression on its {c_maps} "
+        f"maps; {clf_stats['n_positive']} in-box positions vs "
         f"{clf_stats['n_negative']} random out-of-box positions of the same images; training accuracy "
         f"{clf_stats['train_accuracy']:.3f}" + (f", 5-fold CV {cv:.3f}" if cv is not None else "") +
         f". {len(drop)} maps with positive weight dropped at every position (paper: ~{paper.FIG6_MAPS_DROPPED} "

@@ -76,8 +76,8 @@ rule figures_fig05_guided_backprop:
 
 rule figures_fig06_window_dropout:
     input:
-        model=model_path("lsun"),
-        data=train_dataset_dir("lsun"),
+        model=model_path(config["figures"]["window_run"]),
+        data=train_dataset_dir(config["figures"]["window_run"]),
     output:
         png=report(
             "results/figures/fig06_window_dropout.png",
@@ -110,6 +110,8 @@ rule figures_fig07_vector_arithmetic:
             labels={"figure": "fig07_vector_arithmetic"},
         ),
         pdf="results/figures/fig07_vector_arithmetic.pdf",
+        stats="results/figures/fig07_vector_arithmetic.json",
+        table="results/figures/fig07_vector_arithmetic.csv",
     log:
         "logs/results/figures/fig07_vector_arithmetic.log",
     conda:
@@ -133,6 +135,8 @@ rule figures_fig08_turn_vector:
             labels={"figure": "fig08_turn_vector"},
         ),
         pdf="results/figures/fig08_turn_vector.pdf",
+        stats="results/figures/fig08_turn_vector.json",
+        table="results/figures/fig08_turn_vector.csv",
     log:
         "logs/results/figures/fig08_turn_vector.log",
     conda:

@@ -1,5 +1,5 @@
-"""Rule figures_fig06_window_dropout: Fig. 6, samples with and without the 'window' feature maps of G (LSUN)
-+ stats JSON."""
+"""Rule figures_fig06_window_dropout: Fig. 6, samples with and without the 'window' feature maps of G (run
+figures.window_run, layer figures.window_layer; paper: LSUN, the second-highest layer) + stats JSON."""
 from dcgan_repro import runtime
 from dcgan_repro.figures import window_dropout
 
