@@ -20,11 +20,21 @@ Images/s = steps * batch / time of the whole training call (model building, data
 final writes), both per wall-clock second and per CPU second (user + system time of the process and of the
 DataLoader worker processes, ``getrusage``). On a machine shared with other jobs the CPU-second figure is the
 stable one: with one torch thread it is what the wall clock would show on an idle machine, and it charges the
-reference for its decoding workers. Variants run interleaved, ``--repeats`` times each; the best of each is
-reported. The ingest into .npy is a one-off cost, printed separately.
+reference for its decoding workers. Every timed run is a fresh child process of this script (no allocator state,
+thread pool or cache carries over from one variant to the next); variants run interleaved, ``--repeats`` times
+each; the best of each is reported. The ingest into .npy is a one-off cost, printed separately.
 An extra line runs ours with bf16 autocast (+ channels_last as always; not identical maths: bf16 rounding).
 
-    python benchmarks/bench_train.py                        # ~3 min on 2 CPU cores (ngf = ndf = 32)
+Efficiency (ours): the FLOPs of a step (FlopCounterMode on ``train.GanStep``, the step train_gan runs) over the
+steady-state step time inside the real loop (steps after ``--warmup``, timed through ``train._after_step``, less
+the main thread's run-queue wait), against the machine's limit for that work measured in the same child: every
+conv / conv-transpose call of the step replayed in isolation at its shapes, memory format, precision, threads
+and gradients (benchmarks/step_efficiency.py); plus a 2048^3 GEMM. The printout names the CPU model, threads and
+load average, the wall/CPU ratio and the main thread's run-queue wait and idle time (time waiting on anything
+but a CPU).
+
+    python benchmarks/bench_train.py                        # ~4 min on 2 CPU cores (ngf = ndf = 32)
+    python benchmarks/bench_train.py --ngf 64 --ndf 64 --steps 30 --repeats 1           # ~4 min, the 64x64 net
     python benchmarks/bench_train.py --images ../shared/data/faces/lfw_crops90 --ngf 64 --ndf 64
     python benchmarks/bench_train.py --device cuda --ngf 64 --ndf 64 --batch-size 128 --steps 300
 
@@ -36,8 +46,8 @@ from __future__ import annotations
 
 import argparse
 import io as _io
+import json
 import logging
-import resource
 import sys
 import tempfile
 import time
@@ -48,6 +58,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import step_efficiency as se  # noqa: E402
+from bench_runs import bare_step  # noqa: E402
 from dcgan_repro import images, io, runtime, train  # noqa: E402
 from dcgan_repro.data import demo  # noqa: E402
 
@@ -208,26 +221,56 @@ def reference_loop(root: Path, *, steps: int, batch_size: int, nz: int, ngf: int
 # --- ours ---------------------------------------------------------------------------------------------------
 
 
-def our_loop(data_dir: Path, work: Path, *, steps: int, batch_size: int, nz: int, ngf: int, ndf: int,
-             device: str, precision: str, seed: int, tag: str) -> float:
-    """``train.train_gan`` for ``steps`` minibatches (pytorch_examples recipe); returns wall seconds."""
-    run = {"dataset": "faces", "model": "dcgan64", "recipe": "pytorch_examples", "ngf": ngf, "ndf": ndf, "nz": nz,
-           "batch_size": batch_size, "lr": 2e-4, "beta1": 0.5, "weight_decay": 0.0, "epochs": 10**6,
-           "decay_epochs": 0, "snapshot_epochs": [10**6], "checkpoint_every": 10**6, "sample_every": 10**6,
-           "log_every": 50, "max_steps": steps, "seed": seed}
+def bench_run(*, steps: int, batch_size: int, nz: int, ngf: int, ndf: int, seed: int) -> dict:
+    """The run config ``train.train_gan`` gets: dcgan64, pytorch_examples recipe, nothing written until the end."""
+    return {"dataset": "faces", "model": "dcgan64", "recipe": "pytorch_examples", "ngf": ngf, "ndf": ndf, "nz": nz,
+            "batch_size": batch_size, "lr": 2e-4, "beta1": 0.5, "weight_decay": 0.0, "epochs": 10**6,
+            "decay_epochs": 0, "snapshot_epochs": [10**6], "checkpoint_every": 10**6, "sample_every": 10**6,
+            "log_every": 50, "max_steps": steps, "seed": seed}
+
+
+def our_loop(data_dir: Path, work: Path, run: dict, *, device: str, precision: str, tag: str) -> None:
+    """``train.train_gan`` for ``run["max_steps"]`` minibatches (pytorch_examples recipe)."""
     out = work / tag
-    t0 = time.perf_counter()
     train.train_gan(run, "bench", data_dir, out / "model.pt", out / "summary.json", out / "ck",
                     {"preset": "bench", "device": device, "precision": precision})
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all threads) and of its finished children (loader workers)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+def child(a: dict) -> dict:
+    """One timed run in this (fresh) process: the reference loop or ours; ours also measures the steady-state
+    step (after ``warmup`` steps), and with ``limit`` the step's FLOPs, its layers in isolation and a GEMM."""
+    if a["threads"]:
+        torch.set_num_threads(a["threads"])
+    device = runtime.resolve_device(a["device"])
+    sync = se.cuda_sync(device)
+    out = {"variant": a["variant"], "threads": torch.get_num_threads(), "machine": se.machine(device)}
+    if a["variant"] == "reference":
+        t0 = se.Mark.now(sync)
+        reference_loop(Path(a["root"]), steps=a["steps"], batch_size=a["batch_size"], nz=a["nz"], ngf=a["ngf"],
+                       ndf=a["ndf"], workers=a["workers"], device=device, seed=a["seed"])
+        out["whole"] = se.Span.between(t0, se.Mark.now(sync)).__dict__
+        return out
+    precision = "bf16" if a["variant"] == "ours_bf16" else "fp32"
+    run = bench_run(steps=a["steps"], batch_size=a["batch_size"], nz=a["nz"], ngf=a["ngf"], ndf=a["ndf"],
+                    seed=a["seed"])
+    warm, last = a["warmup"], a["steps"] - 1
+    marks = se.StepMarks(sync, frozenset({warm, last}))
+    train._after_step = marks
+    t0 = se.Mark.now(sync)
+    our_loop(Path(a["data"]), Path(a["work"]), run, device=device.type, precision=precision,
+             tag=f"{a['variant']}_{a['repeat']}")
+    out["whole"] = se.Span.between(t0, se.Mark.now(sync)).__dict__
+    out["loop"] = marks.span(warm, last).scaled(1 / (last - warm)).__dict__
+    nets, steps = bare_step(run, device, precision)
+    flops, _ = se.count_flops(lambda: steps(0, 2))
+    out["flops_per_step"] = flops / 2
+    if a["limit"]:
+        times = se.layer_limit(se.record_layer_calls(list(nets), lambda: steps(0, 2)), device)
+        out["limit"] = {"flops": sum(t.n * t.flops for t in times) / 2,
+                        "seconds": sum(t.n * t.seconds for t in times) / 2,
+                        "table": se.layer_table(times, out["loop"]["wall"] - out["loop"]["runqueue"], steps=2)}
+        out["gemm_gflops"] = se.gemm_gflops(2048, torch.bfloat16 if precision == "bf16" else torch.float32, device)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", help="folder of images (searched recursively); default: generated JPEG crops")
     p.add_argument("--n-images", type=int, default=4096, help="generated images when --images is not given")
     p.add_argument("--steps", type=int, default=60, help="minibatches per timed run")
+    p.add_argument("--warmup", type=int, default=5, help="first steps left out of ours' steady-state step time")
     p.add_argument("--batch-size", type=int, default=64, help="main.py default: 64")
     p.add_argument("--nz", type=int, default=100)
     p.add_argument("--ngf", type=int, default=32, help="G width (paper/main.py: 64-128; 32 keeps CPU time short)")
@@ -246,10 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--no-bf16", action="store_true", help="skip the extra bf16 + channels_last line")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     runtime.setup_logging(None, level=logging.WARNING)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    if a.child:
+        print(json.dumps(child(json.loads(a.child))))
+        return 0
+    if a.steps < a.warmup + 3:
+        raise SystemExit(f"--steps {a.steps} must exceed --warmup {a.warmup} by at least 3")
     device = runtime.resolve_device(a.device)
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         tmp = Path(tmp)
@@ -265,42 +313,58 @@ def main(argv: list[str] | None = None) -> int:
         if a.images and not any(p.is_dir() for p in root.iterdir()):
             raise SystemExit(f"--images {root}: ImageFolder needs the images inside sub-folders of it")
         ingest_s = ingest_npy(files, tmp / "npy", 64)
-        variants = {"reference": lambda k: reference_loop(root, steps=a.steps, batch_size=a.batch_size, nz=a.nz,
-                                                          ngf=a.ngf, ndf=a.ndf, workers=a.workers, device=device,
-                                                          seed=a.seed),
-                    "ours": lambda k: our_loop(tmp / "npy", tmp, steps=a.steps, batch_size=a.batch_size, nz=a.nz,
-                                               ngf=a.ngf, ndf=a.ndf, device=device.type, precision="fp32",
-                                               seed=a.seed, tag=f"fp32_{k}")}
+        names = ["reference", "ours"]
         if not a.no_bf16 and not runtime.native_bf16(device):
             print(f"bench_train: no bf16 line: {device} has no native bf16 (it would be emulated; precision bf16 is "
                   "refused there)")
         elif not a.no_bf16:
-            variants["ours_bf16"] = lambda k: our_loop(tmp / "npy", tmp, steps=a.steps, batch_size=a.batch_size,
-                                                       nz=a.nz, ngf=a.ngf, ndf=a.ndf, device=device.type,
-                                                       precision="bf16", seed=a.seed, tag=f"bf16_{k}")
-        times: dict[str, list[float]] = {k: [] for k in variants}
-        cpu: dict[str, list[float]] = {k: [] for k in variants}
+            names.append("ours_bf16")
+        common = {"root": str(root), "data": str(tmp / "npy"), "work": str(tmp), "steps": a.steps,
+                  "warmup": a.warmup, "batch_size": a.batch_size, "nz": a.nz, "ngf": a.ngf, "ndf": a.ndf,
+                  "workers": a.workers, "threads": a.threads, "device": a.device, "seed": a.seed}
+        res: dict[str, list[dict]] = {k: [] for k in names}
         for k in range(a.repeats):
-            for name, fn in variants.items():
-                c0 = cpu_seconds()
-                times[name].append(fn(k))
-                cpu[name].append(cpu_seconds() - c0)
-    ips = {name: a.steps * a.batch_size / min(t) for name, t in times.items()}
-    ips_cpu = {name: a.steps * a.batch_size / min(t) for name, t in cpu.items()}
+            for name in names:
+                limit = k == 0 and name.startswith("ours")
+                res[name].append(se.run_child([__file__, "--child",
+                                               json.dumps({**common, "variant": name, "repeat": k, "limit": limit})]))
+    ips = {n: a.steps * a.batch_size / min(r["whole"]["wall"] for r in rs) for n, rs in res.items()}
+    ips_cpu = {n: a.steps * a.batch_size / min(r["whole"]["cpu"] for r in rs) for n, rs in res.items()}
+    first = res["ours"][0]
     print(f"bench_train: dcgan64 pytorch_examples net, ngf={a.ngf} ndf={a.ndf} nz={a.nz}, batch {a.batch_size}, "
-          f"{a.steps} steps (D step + G step each), device {device}, torch threads {torch.get_num_threads()}, "
-          f"reference DataLoader workers {a.workers}; data: {source}; best of {a.repeats}")
+          f"{a.steps} steps (D step + G step each), device {device}, torch threads {first['threads']}, "
+          f"reference DataLoader workers {a.workers}; data: {source}; best of {a.repeats}, each run in a fresh process")
+    print(f"  machine: {first['machine']}")
     print(f"  one-off ingest into .npy (ours, not in the timings): {len(files)} images in {ingest_s:.1f} s")
-    print(f"  {'':<10} {'images/s (wall)':>16} {'images/CPU-s':>14}   wall s / CPU s per run")
-    for name in times:
-        runs = ", ".join(f"{w:.1f}/{c:.1f}" for w, c in zip(times[name], cpu[name]))
+    print(f"  {'':<10} {'images/s (wall)':>16} {'images/CPU-s':>14}   whole call per run: wall s / CPU s "
+          "(wall/CPU; main-thread run-queue wait, idle)")
+    for name, rs in res.items():
+        spans = [se.Span(**r["whole"]) for r in rs]
+        runs = ", ".join(f"{w.wall:.1f}/{w.cpu:.1f} ({w.wall / w.cpu:.2f}; {w.runqueue:.1f}, {w.idle:.1f})"
+                         for w in spans)
         print(f"  {name:<10} {ips[name]:16.1f} {ips_cpu[name]:14.1f}   {runs}")
     print(f"  ratio ours / reference (fp32, same maths): {ips['ours'] / ips['reference']:.2f}x wall, "
-          f"{ips_cpu['ours'] / ips_cpu['reference']:.2f}x CPU (target >= 1.25x)")
+          f"{ips_cpu['ours'] / ips_cpu['reference']:.2f}x per CPU-second (target >= 1.25x)")
     if "ours_bf16" in ips:
         print(f"  extra: ours bf16 autocast + channels_last / reference fp32: "
               f"{ips['ours_bf16'] / ips['reference']:.2f}x wall, "
-              f"{ips_cpu['ours_bf16'] / ips_cpu['reference']:.2f}x CPU")
+              f"{ips_cpu['ours_bf16'] / ips_cpu['reference']:.2f}x per CPU-second")
+    for name in names[1:]:
+        best = min(res[name], key=lambda r: r["loop"]["wall"] - r["loop"]["runqueue"])
+        lim = next(r for r in res[name] if "limit" in r)
+        loop, s_step = best["loop"], best["loop"]["wall"] - best["loop"]["runqueue"]
+        achieved = best["flops_per_step"] / s_step / 1e9
+        limit = lim["limit"]["flops"] / lim["limit"]["seconds"] / 1e9
+        whole = min(r["whole"]["wall"] - r["whole"]["runqueue"] for r in res[name])
+        print(f"  {name} efficiency: {best['flops_per_step'] / 1e9:.2f} GFLOP per step (FlopCounterMode); steady "
+              f"step {1e3 * s_step:.1f} ms busy ({1e3 * loop['wall']:.1f} wall, {1e3 * loop['cpu']:.1f} CPU; "
+              f"wall/CPU {loop['wall'] / loop['cpu']:.2f}, idle {1e3 * se.Span(**loop).idle:.1f} ms) = "
+              f"{achieved:.1f} GFLOP/s; limit (the step's layers in isolation) {limit:.1f} GFLOP/s -> efficiency "
+              f"{achieved / limit:.2f} (target >= 0.8); whole call incl. start-up and final writes "
+              f"{best['flops_per_step'] * a.steps / whole / 1e9 / limit:.2f}; 2048^3 GEMM "
+              f"{lim['gemm_gflops']:.1f} GFLOP/s")
+        for line in lim["limit"]["table"]:
+            print(line)
     return 0
 
 

@@ -102,8 +102,14 @@ def _one_hot(y: Tensor | None, n_classes: int, like: Tensor) -> Tensor:
 
 
 def _cond_maps(h: Tensor, y1h: Tensor) -> Tensor:
-    """Theano ``conv_cond_concat``: append the one-hot y as constant feature maps. (N,C,H,W) -> (N,C+ny,H,W)."""
+    """Theano ``conv_cond_concat``: append the one-hot y as constant feature maps. (N,C,H,W) -> (N,C+ny,H,W).
+
+    The result keeps ``h``'s memory format: a channels_last ``h`` is joined along the last axis of its NHWC view,
+    so the next convolution gets channels_last input without a conversion copy (same values)."""
     n, _, hh, ww = h.shape
+    if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
+        ymaps = y1h[:, None, None, :].expand(n, hh, ww, y1h.shape[1]).to(h.dtype)          # (N, H, W, ny)
+        return torch.cat([h.permute(0, 2, 3, 1), ymaps], dim=3).permute(0, 3, 1, 2)      # NHWC cat -> NCHW view
     return torch.cat([h, y1h[:, :, None, None].expand(n, y1h.shape[1], hh, ww).to(h.dtype)], dim=1)
 
 

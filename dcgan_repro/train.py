@@ -33,10 +33,16 @@ new one is in place.
 Checkpoints are removed once all epochs are done (so a forced rerun retrains); a ``max_steps`` stop keeps them,
 so raising ``max_steps`` (or setting 0) continues the same run.
 
-Speed (benchmarks/bench_train.py, against a plain pytorch/examples dcgan/main.py loop with the same nets, batch
-and updates): nets and images in channels_last on every device (same maths, faster oneDNN/cuDNN convolutions),
-G's step with D's weights frozen (no D weight gradients), no ``.item()`` per step, and the memmap data path.
-The measured ratios are in benchmarks/README.md ("Training throughput").
+Speed (benchmarks/bench_train.py against a plain pytorch/examples dcgan/main.py loop with the same nets, batch
+and updates; benchmarks/bench_runs.py per run of config.yaml, with the FLOP efficiency against the step's own
+layers): nets and images in channels_last on every device (same maths, faster oneDNN/cuDNN convolutions), G's
+step with D's weights frozen (no D weight gradients), no ``.item()`` per step, the memmap data path, Adam's
+multi-tensor (foreach) kernel, and glibc told to keep freed memory for reuse (``runtime.tune_allocator``: no
+page faults per step); the fp32 results on the CPU are bitwise those of the plain loop (tests/test_train_speed.py).
+On a GPU nothing in a step waits for the device: z and labels go up from pinned memory, and the stats sums come
+back by an asynchronous copy, read when they have arrived (at a checkpoint at the latest). ``compile: true`` in
+``common`` adds torch.compile, falling back to eager where it fails (:func:`compiled_step`). The measured numbers,
+and what was tried and dropped, are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -127,8 +133,8 @@ class _Minibatches:
         xb = None
         if self.need_images(step):
             xb = torch.from_numpy(self.x[idx])                           # (bs, H, W, C) uint8, one read
-            if self.pin:
-                xb = xb.pin_memory()
+        if self.pin:   # pinned: the copy to the GPU is asynchronous (from pageable memory it syncs the stream)
+            yb, xb = yb.pin_memory(), None if xb is None else xb.pin_memory()
         return step, xb, yb
 
     def iterate(self, steps: Iterable[int], depth: int = PREFETCH) -> Iterator[tuple[int, Tensor | None, Tensor]]:
@@ -203,6 +209,138 @@ def _check_health(name: str, window: dict[str, Any], state: _State) -> None:
             f"{window['step']}: D(x)={window['d_real']:.4f}, D(G(z))={window['d_fake']:.4f}); D rejects every "
             f"sample and G gets no gradient: the run has collapsed. Change runs.{name}.seed or lower "
             f"runs.{name}.lr and rerun.")
+
+
+def memory_format(run: dict[str, Any]) -> torch.memory_format | None:
+    """channels_last for every conv net, on every device and precision: same maths, oneDNN/cuDNN pick faster conv
+    kernels (per-net step times in benchmarks/README.md). None for the MLP, which has no convs."""
+    return torch.channels_last if run["model"] != "mnist_cond_mlp" else None
+
+# --- optimisers ----------------------------------------------------------------------------------------------
+
+ADAM_IMPLS = ("foreach", "single", "fused")
+ADAM_IMPL = "foreach"
+
+
+def set_adam_impl(opt: torch.optim.Optimizer, impl: str | None = None) -> None:
+    """Which of torch's Adam kernels ``opt`` runs: ``foreach`` (multi-tensor; bitwise equal to ``single``, the
+    per-parameter loop that torch picks for CPU tensors; fewer temporaries, so far fewer fresh pages per step: an
+    MNIST DCGAN G update took 34 ms against 64 ms (median, one thread, glibc's default allocator) and about the
+    same once :func:`dcgan_repro.runtime.tune_allocator` is in force) or ``fused`` (one kernel, 6-9 ms, but it
+    rounds differently, so the same seed gives other fp32 weights: benchmarks only, benchmarks/README.md).
+    None: ``ADAM_IMPL``."""
+    impl = impl or ADAM_IMPL
+    if impl not in ADAM_IMPLS:
+        raise ValueError(f"Adam implementation must be one of {', '.join(ADAM_IMPLS)}, got {impl!r}")
+    for group in opt.param_groups:
+        group["foreach"], group["fused"] = impl == "foreach", impl == "fused"
+
+
+def make_optimizers(netG: nn.Module, netD: nn.Module, run: dict[str, Any],
+                    impl: str | None = None) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam(lr, betas=(beta1, 0.999)) for G and for D, with the L2 penalty added to the gradient (module
+    docstring); ``impl`` as in :func:`set_adam_impl`."""
+    adam = dict(lr=run["lr"], betas=(run["beta1"], 0.999), weight_decay=run["weight_decay"])
+    optG, optD = torch.optim.Adam(netG.parameters(), **adam), torch.optim.Adam(netD.parameters(), **adam)
+    for opt in (optG, optD):
+        set_adam_impl(opt, impl)                    # before the first step, which creates the state it decides
+    return optG, optD
+
+
+# --- one training step ---------------------------------------------------------------------------------------
+
+
+class GanStep:
+    """One minibatch update of :func:`train_gan`: the recipe's D step and/or G step (module docstring, "Recipes").
+
+    ``gan_step(step, real, z, y)`` updates the nets and returns that step's contribution to the running stats,
+    (len(STAT_NAMES),) on the device: loss_d, n_d, loss_g, n_g, mean D(x), mean D(G(z)) (zeros for the half a paper
+    step skips). Nothing in it waits for the device. ``real`` (bs, C, H, W) may be None on a paper G step; ``y``
+    (bs,) int64 labels for a class-conditional net, else None. A callable of its own so that the benchmarks time,
+    count and profile exactly the step that training runs.
+    """
+
+    def __init__(self, netG: nn.Module, netD: nn.Module, optG: torch.optim.Optimizer, optD: torch.optim.Optimizer,
+                 *, paper: bool, device: torch.device, precision: str) -> None:
+        self.netG, self.netD, self.optG, self.optD = netG, netD, optG, optD
+        self.paper, self.device, self.precision = paper, device, precision
+        self.one, self.zero = torch.ones((), device=device), torch.zeros((), device=device)
+
+    def updates(self, step: int) -> tuple[bool, bool]:
+        """(D step, G step) of minibatch ``step``: paper alternates G first; pytorch_examples does both."""
+        return (not self.paper or step % 2 == 1), (not self.paper or step % 2 == 0)
+
+    def __call__(self, step: int, real: Tensor | None, z: Tensor, y: Tensor | None) -> Tensor:
+        netG, netD, device, precision = self.netG, self.netD, self.device, self.precision
+        stats = [self.zero] * len(STAT_NAMES)
+        d_step, g_step = self.updates(step)
+        fake = None
+        if d_step:   # D: maximise log D(x) + log(1 - D(G(z)))
+            with runtime.autocast(device, precision):
+                if self.paper:
+                    with torch.no_grad():
+                        fake = netG(z, y)                                          # (bs, C, H, W)
+                else:
+                    fake = netG(z, y)                                              # reused by the G step
+                logit_real = netD(real, y)                                         # (bs,)
+                logit_fake = netD(fake.detach(), y)                                # (bs,)
+            loss_d = _bce(logit_real, 1.0) + _bce(logit_fake, 0.0)
+            self.optD.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.optD.step()
+            stats[0], stats[1] = loss_d.detach(), self.one
+            stats[4] = torch.sigmoid(logit_real.detach().float()).mean()
+            stats[5] = torch.sigmoid(logit_fake.detach().float()).mean()
+        if g_step:   # G: minimise -log D(G(z)) (non-saturating), gradients through D into G only
+            with models.frozen(netD), runtime.autocast(device, precision):
+                if fake is None:
+                    fake = netG(z, y)
+                loss_g = _bce(netD(fake, y), 1.0)
+            self.optG.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.optG.step()
+            stats[2], stats[3] = loss_g.detach(), self.one
+        return torch.stack(stats)
+
+
+def _probe_batch(x: np.ndarray, y: np.ndarray, bs: int, netG: nn.Module, dist: str, seed: int,
+                 device: torch.device, mem: torch.memory_format | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(real, z, y) of the first ``bs`` training images, for :func:`compiled_step`'s trial (own z generator)."""
+    real = models.to_model_input(torch.from_numpy(np.array(x[:bs])).to(device), netG.output_range)  # a copy
+    z = models.sample_z(bs, netG.nz, dist, torch.Generator().manual_seed(seed + 2), device)
+    yd = torch.from_numpy(np.array(y[:bs])).to(device) if netG.n_classes else None
+    return (real if mem is None else real.contiguous(memory_format=mem)), z, yd
+
+
+def compiled_step(gan_step: GanStep, probe: tuple[Tensor, Tensor, Tensor | None], name: str,
+                  zgen: torch.Generator) -> GanStep:
+    """``gan_step`` with its nets through ``torch.compile`` (inductor), or ``gan_step`` itself where compiling
+    fails here (torch without it, no C++ compiler, an unsupported op), with a warning: the run then trains
+    exactly as without ``compile``.
+
+    The compiled step is tried on ``probe`` = (real, z, y) for every kind of step the recipe makes, then nets,
+    optimisers and RNGs are put back bitwise, so the trial leaves no trace in the run. Checkpoints keep using the
+    eager nets (same parameters, plain state_dict keys). Measured on an AVX2 CPU: slower than eager and a minute
+    to compile (benchmarks/README.md); meant for GPUs.
+    """
+    netG, netD, optG, optD = gan_step.netG, gan_step.netD, gan_step.optG, gan_step.optD
+    saved = _training_state(netG, netD, optG, optD, zgen)
+    try:
+        fast = GanStep(torch.compile(netG), torch.compile(netD), optG, optD, paper=gan_step.paper,
+                       device=gan_step.device, precision=gan_step.precision)
+        for step in ((0, 1) if gan_step.paper else (0,)):       # a paper G step, then a D step
+            fast(step, *probe)
+    except MemoryError:
+        raise
+    except Exception as e:   # noqa: BLE001 - whatever stops compiling means: train eagerly
+        log.warning("run %s: compile requested but torch.compile fails here (%s); training without it",
+                    name, _error_text(e))
+        fast = gan_step
+    finally:
+        _restore_training_state(saved, netG, netD, optG, optD, zgen)
+        for opt in (optG, optD):
+            opt.zero_grad(set_to_none=True)
+    return fast
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------
@@ -430,10 +568,12 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
               holdout: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one DCGAN run (config.yaml ``runs.<name>``) and write model.pt, snapshots and a summary JSON.
 
-    ``common`` = {"preset", "device", "precision"}. ``holdout`` = {"validation_size", "split_seed"} keeps a
+    ``common`` = {"preset", "device", "precision"[, "compile"]}; ``compile: true`` runs the step's nets through
+    ``torch.compile`` where that works (:func:`compiled_step`). ``holdout`` = {"validation_size", "split_seed"} keeps a
     validation split out of training (MNIST, Table 3). Returns the summary written to ``out_summary``.
     """
     t0 = time.time()
+    runtime.tune_allocator()
     device = runtime.resolve_device(common.get("device", "auto"))
     precision = runtime.job_precision(common, device)
     runtime.seed_everything(run["seed"])
@@ -451,14 +591,10 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    # channels_last for every conv net, on every device and precision: same maths, oneDNN/cuDNN pick faster conv
-    # kernels (per-net step times in benchmarks/README.md). The MLP has no convs.
-    mem = torch.channels_last if run["model"] != "mnist_cond_mlp" else None
+    mem = memory_format(run)
     netG.to(device, memory_format=mem or torch.contiguous_format).train()
     netD.to(device, memory_format=mem or torch.contiguous_format).train()
-    adam = dict(lr=run["lr"], betas=(run["beta1"], 0.999), weight_decay=run["weight_decay"])
-    optG = torch.optim.Adam(netG.parameters(), **adam)
-    optD = torch.optim.Adam(netD.parameters(), **adam)
+    optG, optD = make_optimizers(netG, netD, run)
     zgen = torch.Generator().manual_seed(seed)      # z of every step, drawn on the CPU (same z on every device)
 
     batches = _Minibatches(x, y, bs, seed, pin=cuda, need_images=lambda s: not paper or s % 2 == 1)
@@ -470,6 +606,8 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     ckpt_dir = Path(checkpoint_dir)
     fingerprint = _fingerprint(run, x)
     _resume(ckpt_dir, name, netG, netD, optG, optD, zgen, state, fingerprint)
+    for opt in (optG, optD):
+        set_adam_impl(opt)                          # a loaded state_dict brings the saving run's setting back
     out_dir = Path(out_model).parent
     stats_path, samples_dir = out_dir / "stats.jsonl", out_dir / "samples"
     if state.resumed_from is None:
@@ -497,33 +635,53 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
             imgs = models.to_uint8(netG(fixed_z, fixed_y), netG.output_range)
         save_grid(samples_dir / f"step{step:07d}.png", imgs, cols)
 
+    gan_step = GanStep(netG, netD, optG, optD, paper=paper, device=device, precision=precision)
+    if common.get("compile"):
+        gan_step = compiled_step(gan_step, _probe_batch(x, y, bs, netG, dist, seed, device, mem), name, zgen)
     acc = torch.zeros(len(STAT_NAMES), device=device)   # running sums on the device: no per-step sync
-    one, zero = torch.ones((), device=device), torch.zeros((), device=device)
     window_start, window_t = state.step, time.time()
     bar = tqdm(total=stop, initial=state.step, desc=name, file=_LogStream(log), mininterval=10, ascii=True,
                ncols=110, unit="step")
+    # closed stats windows whose sums are still on their way from the GPU: (step, steps, seconds, lr, sums, event)
+    pending: collections.deque[tuple[int, int, float, float, Tensor, Any]] = collections.deque()
 
-    def flush(step: int) -> None:
-        nonlocal window_start, window_t
-        if step == window_start:
-            return
-        v = dict(zip(STAT_NAMES, acc.tolist()))
-        acc.zero_()
-        dt = time.time() - window_t
-        rec = {"step": step, "epoch": step / spe, "lr": optG.param_groups[0]["lr"],
+    def write_window(step: int, steps: int, dt: float, lr: float, sums: Tensor, _ready: Any) -> None:
+        v = dict(zip(STAT_NAMES, sums.tolist()))
+        rec = {"step": step, "epoch": step / spe, "lr": lr,
                "loss_d": v["loss_d"] / v["n_d"] if v["n_d"] else None,
                "loss_g": v["loss_g"] / v["n_g"] if v["n_g"] else None,
                "d_real": v["d_real"] / v["n_d"] if v["n_d"] else None,
                "d_fake": v["d_fake"] / v["n_d"] if v["n_d"] else None,
-               "steps": step - window_start, "steps_per_s": (step - window_start) / max(dt, 1e-9),
-               "images_per_s": (step - window_start) * bs / max(dt, 1e-9)}
+               "steps": steps, "steps_per_s": steps / max(dt, 1e-9), "images_per_s": steps * bs / max(dt, 1e-9)}
         with open(stats_path, "a") as f:                # append-only log; trimmed on resume
             f.write(json.dumps(rec) + "\n")
         shown = (("loss_D", "loss_d"), ("loss_G", "loss_g"), ("D(x)", "d_real"), ("D(G(z))", "d_fake"))
         bar.set_postfix_str(" ".join(f"{label}={rec[k]:.3f}" for label, k in shown if rec[k] is not None),
                             refresh=False)
         _check_health(name, rec, state)
-        window_start, window_t = step, time.time()
+
+    def flush(step: int, wait: bool) -> None:
+        """Close the stats window that ends at ``step`` and write the lines of the closed windows whose sums have
+        reached the host; ``wait``: all of them (before a checkpoint, so stats.jsonl matches it on resume). On a
+        GPU the sums come back by an asynchronous copy, so a logging step does not wait for the GPU to drain; on
+        the CPU every line is written at once."""
+        nonlocal window_start, window_t
+        if step != window_start:
+            now, ready = time.time(), None
+            if cuda:
+                sums = acc.to("cpu", non_blocking=True)  # into pinned memory; read once ``ready`` has passed
+                ready = torch.cuda.Event()
+                ready.record()
+            else:
+                sums = acc.clone()
+            acc.zero_()
+            pending.append((step, step - window_start, now - window_t, optG.param_groups[0]["lr"], sums, ready))
+            window_start, window_t = step, now
+        while pending and (wait or pending[0][5] is None or pending[0][5].query()):
+            window = pending.popleft()
+            if window[5] is not None:
+                window[5].synchronize()
+            write_window(*window)
 
     stats_path.parent.mkdir(parents=True, exist_ok=True)
     session_t0 = time.time()
@@ -536,49 +694,22 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
                     group["lr"] = lr_at(run, epoch)
             epoch_lr = epoch
         yd = yb.to(device, non_blocking=True) if conditional else None
-        z = models.sample_z(bs, netG.nz, dist, zgen, device)                      # (bs, nz)
+        z = models.sample_z(bs, netG.nz, dist, zgen)                              # (bs, nz), on the CPU
+        if cuda:     # pinned, so the copy does not wait for the GPU to finish the previous step
+            z = z.pin_memory().to(device, non_blocking=True)
         real = None
         if xb is not None:
             real = models.to_model_input(xb.to(device, non_blocking=True), netG.output_range)  # (bs, C, H, W)
             if mem is not None:
                 real = real.contiguous(memory_format=mem)
-        stats = [zero] * len(STAT_NAMES)
-
-        d_step = not paper or step % 2 == 1
-        g_step = not paper or step % 2 == 0
-        fake = None
-        if d_step:   # D: maximise log D(x) + log(1 - D(G(z)))
-            with runtime.autocast(device, precision):
-                if paper:
-                    with torch.no_grad():
-                        fake = netG(z, yd)                                         # (bs, C, H, W)
-                else:
-                    fake = netG(z, yd)                                             # reused by the G step
-                logit_real = netD(real, yd)                                        # (bs,)
-                logit_fake = netD(fake.detach(), yd)                               # (bs,)
-            loss_d = _bce(logit_real, 1.0) + _bce(logit_fake, 0.0)
-            optD.zero_grad(set_to_none=True)
-            loss_d.backward()
-            optD.step()
-            stats[0], stats[1] = loss_d.detach(), one
-            stats[4] = torch.sigmoid(logit_real.detach().float()).mean()
-            stats[5] = torch.sigmoid(logit_fake.detach().float()).mean()
-        if g_step:   # G: minimise -log D(G(z)) (non-saturating), gradients through D into G only
-            with models.frozen(netD), runtime.autocast(device, precision):
-                if fake is None:
-                    fake = netG(z, yd)
-                loss_g = _bce(netD(fake, yd), 1.0)
-            optG.zero_grad(set_to_none=True)
-            loss_g.backward()
-            optG.step()
-            stats[2], stats[3] = loss_g.detach(), one
-        acc.add_(torch.stack(stats))
+        acc.add_(gan_step(step, real, z, yd))
 
         state.step = done = step + 1
         bar.update(1)
         epoch_end = done % spe == 0
-        if done % log_every == 0 or done % run["checkpoint_every"] == 0 or epoch_end or done == stop:
-            flush(done)
+        keep = done % run["checkpoint_every"] == 0 or epoch_end or done == stop
+        if done % log_every == 0 or keep:
+            flush(done, wait=keep)
         if done % run["sample_every"] == 0 or done == stop:
             write_samples(done)
         if epoch_end and done // spe in run["snapshot_epochs"]:
@@ -588,7 +719,7 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
             models.save_checkpoint(path, netG, netD, name=name, run=run, epoch=e, step=done,
                                    snapshots=state.snapshots, data_meta=data_meta, provenance=provenance())
             log.info("run %s: snapshot after epoch %d -> %s", name, e, path)
-        if done % run["checkpoint_every"] == 0 or epoch_end or done == stop:
+        if keep:
             state.train_time_s += time.time() - session_t0
             session_t0 = time.time()
             _save_resumable(ckpt_dir, netG, netD, optG, optD, zgen, state, fingerprint)
