@@ -1,6 +1,8 @@
 """Dataset ingest: every dataset of the paper into the common training format (docs/CONTRACTS.md, "Datasets").
 
-One entry point, :func:`ingest`, used by rule ``data_ingest``. Each dataset folder holds ``<split>_x.npy`` (uint8
+One entry point, :func:`ingest`, used by rule ``data_ingest``, which reads only local files (``offline=True``): the
+files of the sources the workflow downloads were fetched and verified by rule ``data_download``
+(:mod:`dcgan_repro.data.fetch`), and are verified again here. Each dataset folder holds ``<split>_x.npy`` (uint8
 N x H x W x C), ``<split>_y.npy`` (int64, -1 = no label) and ``meta.json`` (with ``provenance``); ``faces_raw``
 holds source images plus ``manifest.txt`` instead of arrays. A folder is built beside its final path and renamed
 into place only when complete, so a failed or killed ingest never leaves a folder that looks finished.
@@ -38,8 +40,8 @@ grayscale, CMYK, palette and 16-bit images into 8-bit RGB; images that cannot be
 corrupt, not an image, over ``images.MAX_PIXELS``) are skipped, never a crash, and counted by reason
 (``images.SKIP_REASONS``) in ``meta["skipped"]``, which the dedup and face summaries repeat.
 
-Demo sources (``source: demo``) are built by :mod:`dcgan_repro.data.demo`; downloads and checksums are
-:mod:`dcgan_repro.data.download`.
+Demo sources (``source: demo``) are built by :mod:`dcgan_repro.data.demo`; fetching and verifying are
+:mod:`dcgan_repro.data.fetch`, resumable downloads and checksums :mod:`dcgan_repro.data.download`.
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ import os
 import shutil
 import time
 import zipfile
-import zlib
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -61,8 +62,8 @@ import numpy as np
 
 from dcgan_repro import images, io
 from dcgan_repro.config import DATA_CONFIG_KEY, INGESTED_DATASETS
-from dcgan_repro.data import demo, download
-from dcgan_repro.data.download import DataError, DownloadError
+from dcgan_repro.data import demo, download, fetch
+from dcgan_repro.data.download import DataError
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,9 @@ SOURCES = {
 }
 # Image files a `folder` source may hold (OpenCV and PIL both read these).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
-# md5 of the uncompressed MNIST IDX files (the values in common use; torchvision itself checks only the .gz files).
-MNIST_RAW_MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-# fyu/lsun download.py: http://dl.yf.io/lsun/scenes/{category}_{set}_lmdb.zip (no checksums are published).
-LSUN_URL = "http://dl.yf.io/lsun/scenes/{category}_train_lmdb.zip"
+MNIST_RAW_MD5 = fetch.MNIST_RAW_MD5  # md5 of the uncompressed MNIST IDX files
+# Where the LSUN zip comes from; read at each call, so a test may point it at a local server.
+LSUN_URL = fetch.LSUN_URL
 CHUNK = 1024  # images decoded per thread-pool round while streaming
 # Official split sizes of the datasets whose first N images data.<name>.train_images / test_images select.
 OFFICIAL_SIZES = {"cifar10": {"train": 50000, "test": 10000}, "svhn": {"train": 73257, "test": 26032}}
@@ -101,7 +96,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int, *, workers: int = 1,
-           ledger: str | os.PathLike | None = None) -> dict:
+           ledger: str | os.PathLike | None = None, offline: bool = False) -> dict:
     """Build dataset ``name`` in ``out_dir`` from its ``config.yaml data.<key>`` section; return its meta.
 
     ``name`` is one of :data:`DATASETS`; ``cfg["source"]`` picks how (see :data:`SOURCES`). ``seed`` drives every
@@ -109,7 +104,9 @@ def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int
     The folder is built beside ``out_dir`` and renamed onto it only when complete (:func:`io.staged_folder`).
     Files with no published checksum (LSUN) are recorded at first use in ``ledger`` (default
     ``<out_dir>/../checksums/<name>.json``) and verified against it at every later use
-    (:func:`dcgan_repro.data.download.verify_first_seen`).
+    (:func:`dcgan_repro.data.download.verify_first_seen`). ``offline`` (rule ``data_ingest``): read only local
+    files, verified; a missing one raises :class:`DataError` naming it and the download step (rule
+    ``data_download``), instead of being fetched here.
     """
     t0 = time.time()
     if name not in DATASETS:
@@ -121,7 +118,7 @@ def ingest(name: str, cfg: dict[str, Any], out_dir: str | os.PathLike, seed: int
                         f"allowed values: {', '.join(SOURCES[name])}")
     if name in OFFICIAL_SIZES:
         _check_subset_settings(name, cfg, key, source)
-    builder = demo.BUILDERS[name] if source == "demo" else _REAL[name]
+    builder = demo.BUILDERS[name] if source == "demo" else functools.partial(_REAL[name], offline=offline)
     if name == "lsun_raw" and source != "demo":
         ledger = Path(ledger) if ledger else Path(out_dir).parent / "checksums" / f"{name}.json"
         builder = functools.partial(builder, ledger=ledger)
@@ -247,38 +244,17 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype, version: tuple[int, int
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
+def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str, offline: bool):
     """MNIST via torchvision (Sec. 5.3): 60,000 train + 10,000 test, 28x28x1 uint8, original order.
 
-    Each IDX file is md5-checked; a bad one is named and left in place (:class:`download.ChecksumError`). Missing
-    files are fetched like torchvision's MNIST.download (each mirror in turn, the .gz md5-checked, then unpacked),
-    one by one, so an error names the exact file.
+    Each IDX file is md5-checked; a bad one is named and left in place (:class:`download.ChecksumError`); missing
+    ones are fetched unless ``offline`` (:func:`dcgan_repro.data.fetch.mnist`).
     """
     from torchvision.datasets import mnist as tv_mnist
 
     root = Path(cfg["path"])
     raw = root / "MNIST" / "raw"
-    download.check_files(raw, MNIST_RAW_MD5.items(), key, "MNIST", root)
-    gz_md5 = dict(tv_mnist.MNIST.resources)
-    for fname, md5 in MNIST_RAW_MD5.items():
-        if (raw / fname).is_file():
-            continue
-        gz, errors = f"{fname}.gz", []
-        for mirror in tv_mnist.MNIST.mirrors:
-            try:
-                tv_mnist.download_and_extract_archive(f"{mirror}{gz}", download_root=str(raw), filename=gz,
-                                                      md5=gz_md5[gz])
-                break
-            except (RuntimeError, OSError) as e:  # urllib's URLError is an OSError
-                errors.append(f"{mirror}{gz}: {e}")
-        else:
-            raise DownloadError(
-                f"MNIST: {raw / fname} is missing, and downloading it failed:\n  " + "\n  ".join(errors)
-                + f"\nWithout internet, fetch {tv_mnist.MNIST.mirrors[0]}{gz} elsewhere and place it, gzipped or "
-                f"not, in {raw}/ (config key '{key}.path' = {root})")
-        if not download.md5_ok(raw / fname, md5):
-            raise DataError(f"MNIST: {raw / fname} unpacked from {raw / gz} fails its md5 check (expected {md5}); "
-                            "delete both and run again")
+    fetch.mnist(root, key, download=not offline)
     splits = {s: tv_mnist.MNIST(str(root), train=(s == "train"), download=False) for s in ("train", "test")}
     for split, ds in splits.items():
         io.write_dataset(stage, split, ds.data.numpy()[..., None], ds.targets.numpy())  # (N,28,28) -> (N,28,28,1)
@@ -288,7 +264,7 @@ def _mnist(*, cfg, stage: Path, seed: int, workers: int, key: str):
     return meta, {"raw": [raw / f for f in MNIST_RAW_MD5]}
 
 
-def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
+def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str, offline: bool):
     """CIFAR-10 via torchvision (Sec. 5.1): 50,000 train + 10,000 test, 32x32x3; or its first N of each split."""
     if cfg["source"] == "npz":
         return _official_npz("cifar10", cfg=cfg, stage=stage, key=key)
@@ -297,16 +273,8 @@ def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
     C = datasets.CIFAR10
     root = Path(cfg["path"])
     batches = [*C.train_list, *C.test_list, (C.meta["filename"], C.meta["md5"])]
-    download.check_files(root / C.base_folder, batches, key, "CIFAR-10", root)
-    if not all(download.md5_ok(root / C.base_folder / f, m) for f, m in batches):  # torchvision then reads the archive
-        download.check_files(root, [(C.filename, C.tgz_md5)], key, "CIFAR-10", root)
-    try:
-        splits = {s: C(str(root), train=(s == "train"), download=True) for s in ("train", "test")}
-    except (RuntimeError, OSError) as e:
-        raise DownloadError(
-            f"CIFAR-10: downloading {C.url} failed: {e}\nWithout internet, fetch it elsewhere and place "
-            f"{C.filename} (md5 {C.tgz_md5}) in {root}/, or its extracted folder as {root / C.base_folder}/ "
-            f"(config key '{key}.path' = {root})") from e
+    fetch.cifar10(root, key, download=not offline)  # every batch file md5-checked (fetched first unless offline)
+    splits = {s: C(str(root), train=(s == "train"), download=False) for s in ("train", "test")}
     arrays = {s: (ds.data, np.asarray(ds.targets, dtype=np.int64)) for s, ds in splits.items()}  # (N, 32, 32, 3)
     sizes, subset = _write_official_subset("cifar10", arrays, cfg, stage, key, where=f"{root / C.base_folder}")
     meta = dict(splits=sizes, image_shape=(32, 32, 3), n_classes=10, class_names=list(splits["train"].classes),
@@ -315,7 +283,7 @@ def _cifar10(*, cfg, stage: Path, seed: int, workers: int, key: str):
     return meta, {"batches": [root / C.base_folder / f for f, _ in batches]}
 
 
-def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
+def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str, offline: bool):
     """SVHN train + test via torchvision (Sec. 5.2); labels = the digit (torchvision maps the .mat's 10 to 0)."""
     if cfg["source"] == "npz":
         return _official_npz("svhn", cfg=cfg, stage=stage, key=key)
@@ -323,15 +291,11 @@ def _svhn(*, cfg, stage: Path, seed: int, workers: int, key: str):
 
     S = datasets.SVHN
     root = Path(cfg["path"])
+    fetch.svhn(root, key, download=not offline)  # both .mat files md5-checked (fetched first unless offline)
     arrays, files = {}, []
     for split in ("train", "test"):
-        url, fname, md5 = S.split_list[split]
-        download.check_files(root, [(fname, md5)], key, "SVHN", root)
-        try:
-            ds = S(str(root), split=split, download=True)
-        except (RuntimeError, OSError) as e:
-            raise DownloadError(f"SVHN: downloading {url} failed: {e}\nWithout internet, fetch it elsewhere and "
-                                f"place {fname} (md5 {md5}) in {root}/ (config key '{key}.path' = {root})") from e
+        fname = S.split_list[split][1]
+        ds = S(str(root), split=split, download=False)
         y = np.asarray(ds.labels, dtype=np.int64)
         if y.min() < 0 or y.max() > 9:
             raise DataError(f"SVHN {root / fname}: labels span {y.min()}..{y.max()}, expected 0..9 after "
@@ -480,7 +444,7 @@ def _import_lmdb():
     return lmdb
 
 
-def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str, ledger: Path):
+def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str, ledger: Path, offline: bool):
     """LSUN <category> train LMDB (Sec. 4.1): every image resized (short side) and centre-cropped to image_size.
 
     LSUN publishes no checksums and serves plain HTTP: the zip and the LMDB are recorded in ``ledger`` at first
@@ -488,7 +452,7 @@ def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str, ledger: Path):
     """
     cat, size, cap = cfg["category"], int(cfg["image_size"]), int(cfg["max_images"])
     if cfg["source"] == "download":
-        db = _lsun_fetch(Path(cfg["path"]), cat, key, ledger)
+        db, _ = fetch.lsun(Path(cfg["path"]), cat, key, ledger, download=not offline, url=LSUN_URL)
         how = f"official LSUN LMDB export {LSUN_URL.format(category=cat)}, unzipped to {db}"
     else:
         db = Path(cfg["path"])
@@ -518,50 +482,7 @@ def _lsun(*, cfg, stage: Path, seed: int, workers: int, key: str, ledger: Path):
     return meta, {"lmdb": [db / "data.mdb"]}
 
 
-def _lsun_fetch(path: Path, cat: str, key: str, ledger: Path) -> Path:
-    """Download (resumably), record or verify (``ledger``), CRC-check and unzip ``<cat>_train_lmdb.zip`` into
-    ``path``; return the LMDB folder. A bad zip is named, never removed."""
-    db = path / f"{cat}_train_lmdb"
-    if (db / "data.mdb").is_file():
-        return db
-    zpath = path / f"{cat}_train_lmdb.zip"
-    url = LSUN_URL.format(category=cat)
-    if not zpath.is_file():
-        try:
-            download.download_file(url, zpath)
-        except DownloadError as e:
-            raise DownloadError(f"LSUN {cat}: {e}\nFor example `curl -C - -o {zpath} {url}` on a machine with "
-                                f"internet; or unzip it yourself and set {key}.source: path and {key}.path to the "
-                                f"{cat}_train_lmdb folder") from e
-    download.verify_first_seen(ledger, zpath, url, key)
-    log.info("checking the CRC of every member of %s", zpath)
-    try:
-        with zipfile.ZipFile(zpath) as zf:
-            bad = zf.testzip()  # name of the first member whose CRC fails, or None
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-        bad = f"the archive ({type(e).__name__}: {e})"
-    if bad is not None:
-        raise DataError(f"LSUN {zpath} is corrupt ({bad} fails its CRC check). It is left in place: delete it and "
-                        f"run again to download it anew (config key '{key}.path' = {path})")
-    tmp = path / f".{cat}_train_lmdb.unzip"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(zpath) as zf:
-            zf.extractall(tmp)  # extractall drops absolute paths and '..' from member names
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"unzipping {zpath} into {path} failed: {e} (the zip is kept; it needs about as much free "
-                        "space again)") from e
-    found = [p.parent for p in tmp.rglob("data.mdb")]
-    if len(found) != 1:
-        shutil.rmtree(tmp)
-        raise DataError(f"LSUN {zpath}: expected one LMDB (data.mdb) inside, found {len(found)}")
-    os.replace(found[0], db)
-    shutil.rmtree(tmp)
-    return db
-
-
-def _imagenet(*, cfg, stage: Path, seed: int, workers: int, key: str):
+def _imagenet(*, cfg, stage: Path, seed: int, workers: int, key: str, offline: bool):
     """ImageNet-1k train from an ImageFolder tree (Sec. 4.3): short side -> image_size (bilinear), centre crop."""
     path, size, cap = cfg["path"], int(cfg["image_size"]), int(cfg["max_images"])
     if not path:
@@ -599,29 +520,21 @@ def _imagenet(*, cfg, stage: Path, seed: int, workers: int, key: str):
     return meta, {}
 
 
-def _faces(*, cfg, stage: Path, seed: int, workers: int, key: str):
+def _faces(*, cfg, stage: Path, seed: int, workers: int, key: str, offline: bool):
     """Source images for the face stage (Sec. 4.2): CelebA via torchvision, or a folder of web images."""
-    return (_faces_celeba if cfg["source"] == "celeba" else _faces_folder)(cfg=cfg, stage=stage, workers=workers,
-                                                                           key=key)
+    if cfg["source"] == "celeba":
+        return _faces_celeba(cfg=cfg, stage=stage, key=key, offline=offline)
+    return _faces_folder(cfg=cfg, stage=stage, workers=workers, key=key)
 
 
-def _faces_celeba(*, cfg, stage: Path, workers: int, key: str):
+def _faces_celeba(*, cfg, stage: Path, key: str, offline: bool):
     from torchvision import datasets
 
     C = datasets.CelebA
     root = Path(cfg["path"])
     base = root / C.base_folder
-    download.check_files(base, [(fname, md5) for _, md5, fname in C.file_list], key, "CelebA", root)
-    try:
-        ds = C(str(root), split="all", target_type=[], download=True)
-    except (RuntimeError, OSError) as e:
-        files = "\n".join(f"  {base / fname}  (md5 {md5})" for _, md5, fname in C.file_list)
-        raise DownloadError(
-            f"CelebA: download failed: {e}\ntorchvision fetches CelebA from Google Drive (needs `pip install "
-            f"gdown`, not pinned here), which often refuses with a quota error. Download these files by hand from "
-            f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive or Baidu links, 'Align&Cropped "
-            f"Images' and 'Anno'/'Eval') and place them as:\n{files}\n(img_align_celeba.zip may instead be unzipped "
-            f"to {base / 'img_align_celeba'}/; config key '{key}.path' = {root}), then run again") from e
+    fetch.celeba(root, key, download=not offline)  # every listed file md5-checked (fetched first unless offline)
+    ds = C(str(root), split="all", target_type=[], download=False)
     names = list(ds.filename)
     cap = int(cfg["max_images"])
     names = names[:cap] if cap else names

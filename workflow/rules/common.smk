@@ -1,7 +1,13 @@
 # The one place that reads config and builds target lists and paths.
 import os
+import sys
+from pathlib import Path
 
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+from dcgan_repro import sizing
 from dcgan_repro.config import CHECK_FILES, DATA_CONFIG_KEY, INGESTED_DATASETS
+from dcgan_repro.data import supply
 from dcgan_repro.svm import registry
 
 # Rule scripts import the dcgan_repro library from the repository root (local, --use-conda and SLURM jobs).
@@ -156,3 +162,115 @@ def all_figures():
 def curation_check_results(w):
     """Rule tables_curation_checks' inputs: {check name: result file} of the checks config runs."""
     return CHECKS
+
+
+# --- downloads, and the data a user must supply -----------------------------------------------------------------
+# Datasets rule data_download fetches (config data.<name>.source), and those the user must supply but has not
+# (ImageNet, a missing user folder, CelebA without gdown): announced below, their targets left out of rule all.
+DOWNLOADS = [name for name, source in supply.FETCHED_SOURCES.items() if config["data"][name]["source"] == source]
+CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method  # --use-conda: envs pin gdown
+MISSING = {s.dataset: s for s in supply.missing_supplies(config, can_fetch_celeba=CONDA or supply.gdown_installed())}
+
+
+def download_record(name):
+    """Rule data_download's output: what it fetched and verified for config data.<name>."""
+    return f"{DATA}/checksums/download_{name}.json"
+
+
+def ingest_inputs(w):
+    """Rule data_ingest's inputs: the download record of a dataset the workflow fetches (ingest then reads only
+    local files). A dataset the user must still supply stops the DAG here, naming what to set and place."""
+    name = DATA_CONFIG_KEY[w.dataset]
+    if name in MISSING:
+        raise ValueError(supply.notice([MISSING[name]], {}))
+    return {"fetched": download_record(name)} if name in DOWNLOADS else {}
+
+
+def ingest_threads(w):
+    """Rule data_ingest's threads: 8 where it decodes many images (LSUN, ImageNet, a folder of faces), else 1
+    (MNIST, CIFAR-10 and SVHN come as arrays, CelebA is linked, the demo stand-ins are small)."""
+    cfg = ingest_cfg(w.dataset)
+    decodes = w.dataset in ("lsun_raw", "imagenet") or (w.dataset == "faces_raw" and cfg["source"] == "folder")
+    return 8 if decodes and cfg["source"] != "demo" else 1
+
+
+def target_datasets():
+    """Each target of rule all -> the config data.<name> sections it is built from (tests/test_paper_scale.py checks
+    this against the DAG): what a missing supply takes out of rule all."""
+    runs = config["runs"]
+    run_data = lambda run: {runs[run]["dataset"]}  # noqa: E731 (lsun: dedup reads lsun_raw, also data.lsun)
+    mnist = {"mnist"}.union(*map(run_data, MNIST_MODELS))
+
+    def svm(ds):
+        trained = [
+            run_data(p.features_run)
+            for p in SVM_PROTOCOLS.values()
+            if p.dataset == ds and p.features == registry.TRAINED
+        ]
+        return {ds}.union(*trained)
+
+    tables = {"table1_cifar10": svm("cifar10"), "table2_svhn": svm("svhn"), "table3_mnist": mnist}
+    figures = {sheet: run_data(run) for sheet, (run, _) in SAMPLE_SHEETS.items()}
+    figures.update(
+        fig04_interpolation=run_data(config["figures"]["interp_run"]),
+        fig05_guided_backprop=run_data("lsun"),
+        fig06_window_dropout=run_data("lsun"),
+        fig07_vector_arithmetic=run_data("faces"),
+        fig08_turn_vector=run_data("faces"),
+        fig09_mnist_samples=mnist,
+    )
+    everything = set().union(*tables.values(), *figures.values())  # a table not listed here: assume the worst
+    per_table = {t: tables.get(t, everything) for t in TABLES}
+    out = {t: per_table.get(Path(t).stem, set().union(*per_table.values())) for t in all_tables()}  # README: all
+    out.update({f: figures.get(Path(f).stem, set()) for f in all_figures()})  # authors_svhn_samples: weights only
+    return out
+
+
+def dropped_targets():
+    """Missing dataset -> the targets of rule all that need it."""
+    dropped = {}
+    for target, datasets in target_datasets().items():
+        for name in sorted(datasets & MISSING.keys()):
+            dropped.setdefault(name, []).append(target)
+    return dropped
+
+
+def final_targets():
+    """Rule all: every table and figure, less those that need data the user must still supply (announced)."""
+    return [t for t, datasets in target_datasets().items() if not datasets & MISSING.keys()]
+
+
+def features_mem_mb(w, input):
+    """svm_fit: 6 GB plus the feature matrices it streams from memory maps (16 GB before they exist)."""
+    have = sizing.files_mb([input.train, input.test])
+    return sizing.request_mb(6000, have) if have is not None else 16000
+
+
+def crops_mem_mb(w, input):
+    """faces_gather: 4 GB plus every crop twice (the shards, and their concatenation)."""
+    have = sizing.files_mb(input.crops)
+    return sizing.request_mb(4000, 2 * (have if have is not None else sizing.expected_train_mb(config, "faces")))
+
+
+def remind_missing():
+    """One line after a run (onsuccess, onerror): what rule all left out, and why."""
+    if MISSING:
+        print(
+            f"dcgan-repro: {sum(map(len, dropped_targets().values()))} targets were left out of rule all until you "
+            f"supply {', '.join(s.key for s in MISSING.values())} (the notice at the start says what to place where; "
+            "docs/PAPER_SCALE.md)",
+            file=sys.stderr,
+        )
+
+
+# Said once, by the snakemake process the user started (not again inside each cluster job), also under -n.
+if workflow.is_main_process:
+    if MISSING:
+        print(supply.notice(list(MISSING.values()), dropped_targets()), file=sys.stderr)
+    # A local run (no cluster jobs) starts every gpu=1 job at once unless told how many GPUs there are.
+    if config["device"] != "cpu" and "gpu" not in workflow.global_resources and not workflow.nodes:
+        print(
+            "dcgan-repro: no GPU limit given: add --resources gpu=N (N = the number of GPUs, nvidia-smi -L | wc -l) "
+            "or use --workflow-profile profiles/local, or every GPU job starts at once",
+            file=sys.stderr,
+        )

@@ -16,7 +16,7 @@ rule dedup_train_autoencoder:
     threads: 1 if config["device"] == "cpu" else 4
     resources:
         gpu=1,
-        runtime=12 * 60,
+        runtime=6 * 60,
         mem_mb=16000,
     params:
         dedup=config["dedup"],
@@ -40,8 +40,9 @@ rule dedup_hash_shard:
         "../../envs/torch.yaml"
     threads: 1 if config["device"] == "cpu" else 2
     resources:
-        runtime=60,
-        mem_mb=8000,
+        gpu=1,  # device auto: the autoencoder runs on a GPU where there is one
+        runtime=15,  # one shard, seconds of work at paper scale (profiles/slurm runs 16 in one job)
+        mem_mb=4000,
     params:
         shard=lambda w: int(w.shard),
         shards=config["dedup"]["shards"],
@@ -70,7 +71,7 @@ rule dedup_gather:
         "../../envs/torch.yaml"
     resources:
         runtime=120,
-        mem_mb=32000,
+        mem_mb=8000,  # codes (16 bytes per image) in memory; the images are copied in chunks
     params:
         dedup=config["dedup"],
         preset=config["preset"],

@@ -16,7 +16,7 @@ rule faces_detect_shard:
     conda:
         "../../envs/opencv.yaml"
     resources:
-        runtime=120,
+        runtime=20,  # one shard (CelebA: ~3,200 photos, about a minute; profiles/slurm runs 16 in one job)
         mem_mb=4000,
     params:
         shard=lambda w: int(w.shard),
@@ -41,7 +41,7 @@ rule faces_gather:
         "../../envs/opencv.yaml"
     resources:
         runtime=60,
-        mem_mb=16000,
+        mem_mb=crops_mem_mb,
     params:
         faces=config["faces"],
         preset=config["preset"],

@@ -51,7 +51,7 @@ rule features_kmeans:
     threads: 4
     resources:
         gpu=1,
-        runtime=120,
+        runtime=4 * 60,
         mem_mb=16000,
     params:
         kmeans=config["kmeans"],

@@ -74,6 +74,7 @@ rule mnist_eval_real:
         "../../envs/torch.yaml"
     threads: 4
     resources:
+        gpu=1,  # the 1-NN search runs on the configured device (a GPU when there is one)
         runtime=60,
         mem_mb=8000,
     params:

@@ -16,8 +16,8 @@ rule svm_fit:
     threads: 4
     resources:
         gpu=1,  # svm.solver torch runs on the configured device (a GPU when there is one)
-        runtime=120,
-        mem_mb=16000,
+        runtime=6 * 60,
+        mem_mb=features_mem_mb,
     params:
         protocol=lambda w: w.protocol,
         svm=config["svm"],
@@ -44,7 +44,7 @@ rule svm_supervised_cnn:
     threads: 4
     resources:
         gpu=1,
-        runtime=24 * 60,
+        runtime=12 * 60,
         mem_mb=16000,
     params:
         supervised_cnn=config["supervised_cnn"],

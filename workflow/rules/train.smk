@@ -18,8 +18,8 @@ rule train_gan:
     threads: 1 if config["device"] == "cpu" else 4
     resources:
         gpu=1,
-        runtime=lambda w, attempt: 24 * 60 * attempt,
-        mem_mb=32000,
+        runtime=24 * 60,  # within common partition limits; a retry resumes from the newest checkpoint
+        mem_mb=lambda w, input: sizing.train_mem_mb(config, input[0]),  # 6 GB + the memory-mapped array
     params:
         run=lambda w: config["runs"][w.run],
         name=lambda w: w.run,

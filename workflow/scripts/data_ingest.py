@@ -1,4 +1,4 @@
-"""Rule data_ingest: one dataset folder in the common .npy format (docs/CONTRACTS.md, "Datasets")."""
+"""Rule data_ingest: one dataset folder in the common .npy format (docs/CONTRACTS.md, "Datasets"), from local files."""
 
 from dcgan_repro import runtime
 from dcgan_repro.data import ingest
@@ -10,5 +10,6 @@ meta = ingest.ingest(
     snakemake.output[0],  # noqa: F821
     seed=int(snakemake.params.seed),  # noqa: F821
     workers=snakemake.threads,  # noqa: F821 (threads decoding images)
+    offline=True,  # local files only: rule data_download fetched and verified them
 )
 log.info("wrote %s: splits %s, stand-in: %s", snakemake.output[0], meta["splits"], meta["stand_in"])  # noqa: F821
