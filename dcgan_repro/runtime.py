@@ -177,11 +177,34 @@ def rule_context(smk: Any) -> logging.Logger:
     job carries them."""
     logger = setup_logging(smk.log[0] if len(smk.log) else None)
     set_threads(getattr(smk, "threads", None))
+    place_job(getattr(smk, "config", None), getattr(smk, "resources", None))
     logger.info("rule %s: inputs=%s outputs=%s", smk.rule, list(smk.input), list(smk.output))
     overrides = record_overrides(getattr(smk, "config", None))
     if overrides is not None:
         logger.info("settings that differ from config.yaml: %s", overrides or "none")
     return logger
+
+
+def place_job(config: dict[str, Any] | None, resources: Any) -> None:
+    """Before anything starts CUDA: the GPU a workflow job runs on (:mod:`dcgan_repro.gpu`).
+
+    With config ``device`` cpu, or outside a Snakemake job (no ``resources``), nothing changes. A job whose rule
+    declares no ``gpu`` resource sees no GPU. A job declaring ``gpu=1`` gets a GPU of its own (the scheduler's
+    choice under SLURM, else the first free one on this machine) and stops at once, with the reason, when CUDA is
+    unusable there (driver, GPU architecture, torch build), instead of training on the CPU for a day. Only
+    ``device: auto`` on a machine without any NVIDIA GPU runs such a job on the CPU, with a warning."""
+    from dcgan_repro import gpu
+
+    device = (config or {}).get("device")
+    if resources is None or device in (None, "cpu"):
+        return
+    wanted = int(resources.get("gpu", 0) or 0)
+    if wanted and device == "auto" and not gpu.visible_gpus():
+        log.warning("device auto: this machine has no GPU, so this job runs on the CPU")
+        return
+    gpu.pin_job(wanted)
+    if wanted:
+        gpu.require_cuda()
 
 
 def record_overrides(config: dict[str, Any] | None) -> dict[str, Any] | None:

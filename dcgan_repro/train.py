@@ -25,7 +25,9 @@ file and add start-up time that dominates the small runs.
 Outputs: ``model.pt`` and ``epochNNN.pt`` snapshots (docs/CONTRACTS.md "Models"), ``stats.jsonl`` (one JSON
 line per ``log_every`` steps) and ``samples/stepNNNNNNN.png`` (a grid from a fixed z every ``sample_every``
 steps) next to model.pt, and the train summary JSON. Resumable checkpoints (nets, optimisers, step, all RNG
-states) go to ``checkpoint_dir`` every ``checkpoint_every`` steps and at each epoch end; a rerun resumes from
+states) go to ``checkpoint_dir`` every ``checkpoint_minutes`` of wall time, every ``checkpoint_every`` steps and at
+each epoch end where that is > 0, and at once on SIGTERM / SIGUSR1 / Ctrl-C, after which the run stops
+(:mod:`dcgan_repro.preemption`); a rerun resumes from
 the newest one that loads, and on CPU ends with bitwise the same weights as an uninterrupted run
 (tests/test_train.py). One that does not load (cut short by a crash or a full disk) is renamed to
 ``stepNNNNNNNNN.pt.corrupt`` with a warning and the next older one is tried; old ones are pruned only after a
@@ -70,16 +72,17 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import io, models, runtime
+from . import io, models, preemption, runtime
 from .images import image_grid
 
 log = logging.getLogger(__name__)
 
 # Settings that may change between a stop and a resume without changing the trajectory (snapshot_epochs is
 # derived from snapshot_every: which generators are kept, not how they are trained).
-RESUME_FREE_KEYS = frozenset({"max_steps", "checkpoint_every", "sample_every", "log_every", "snapshot_every",
-                              "snapshot_epochs"})
+RESUME_FREE_KEYS = frozenset({"max_steps", "checkpoint_every", "checkpoint_minutes", "sample_every", "log_every",
+                              "snapshot_every", "snapshot_epochs"})
 KEEP_CHECKPOINTS = 2          # newest resumable checkpoints kept on disk
+CHECKPOINT_MINUTES = 20.0     # for run dicts built by hand (tests, benchmarks); workflow runs set checkpoint_minutes
 PREFETCH = 2                  # minibatches read ahead by the loader thread
 # Collapse detector: D's loss (real + fake BCE) averaged over a logging window below this floor, for this many
 # consecutive steps, means D separates real from generated perfectly and G's gradient has vanished.
@@ -686,44 +689,52 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     stats_path.parent.mkdir(parents=True, exist_ok=True)
     session_t0 = time.time()
     epoch_lr = None
-    for step, xb, yb in batches.iterate(range(state.step, stop)):
-        epoch = step // spe
-        if epoch != epoch_lr:
-            for opt in (optG, optD):
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(run, epoch)
-            epoch_lr = epoch
-        yd = yb.to(device, non_blocking=True) if conditional else None
-        z = models.sample_z(bs, netG.nz, dist, zgen)                              # (bs, nz), on the CPU
-        if cuda:     # pinned, so the copy does not wait for the GPU to finish the previous step
-            z = z.pin_memory().to(device, non_blocking=True)
-        real = None
-        if xb is not None:
-            real = models.to_model_input(xb.to(device, non_blocking=True), netG.output_range)  # (bs, C, H, W)
-            if mem is not None:
-                real = real.contiguous(memory_format=mem)
-        acc.add_(gan_step(step, real, z, yd))
+    clock = preemption.CheckpointClock(run["checkpoint_every"], run.get("checkpoint_minutes", CHECKPOINT_MINUTES))
+    with preemption.StopRequest() as stop_request:    # SIGTERM / SIGUSR1 / Ctrl-C: checkpoint, then stop
+        for step, xb, yb in batches.iterate(range(state.step, stop)):
+            epoch = step // spe
+            if epoch != epoch_lr:
+                for opt in (optG, optD):
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(run, epoch)
+                epoch_lr = epoch
+            yd = yb.to(device, non_blocking=True) if conditional else None
+            z = models.sample_z(bs, netG.nz, dist, zgen)                              # (bs, nz), on the CPU
+            if cuda:     # pinned, so the copy does not wait for the GPU to finish the previous step
+                z = z.pin_memory().to(device, non_blocking=True)
+            real = None
+            if xb is not None:
+                real = models.to_model_input(xb.to(device, non_blocking=True), netG.output_range)  # (bs, C, H, W)
+                if mem is not None:
+                    real = real.contiguous(memory_format=mem)
+            acc.add_(gan_step(step, real, z, yd))
 
-        state.step = done = step + 1
-        bar.update(1)
-        epoch_end = done % spe == 0
-        keep = done % run["checkpoint_every"] == 0 or epoch_end or done == stop
-        if done % log_every == 0 or keep:
-            flush(done, wait=keep)
-        if done % run["sample_every"] == 0 or done == stop:
-            write_samples(done)
-        if epoch_end and done // spe in run["snapshot_epochs"]:
-            e = done // spe
-            path = out_dir / f"epoch{e:03d}.pt"
-            state.snapshots[e] = str(path)
-            models.save_checkpoint(path, netG, netD, name=name, run=run, epoch=e, step=done,
-                                   snapshots=state.snapshots, data_meta=data_meta, provenance=provenance())
-            log.info("run %s: snapshot after epoch %d -> %s", name, e, path)
-        if keep:
-            state.train_time_s += time.time() - session_t0
-            session_t0 = time.time()
-            _save_resumable(ckpt_dir, netG, netD, optG, optD, zgen, state, fingerprint)
-        _after_step(done)
+            state.step = done = step + 1
+            bar.update(1)
+            epoch_end = done % spe == 0
+            keep = clock.due(done, epoch_end) or done == stop or stop_request.requested
+            if done % log_every == 0 or keep:
+                flush(done, wait=keep)
+            if done % run["sample_every"] == 0 or done == stop:
+                write_samples(done)
+            if epoch_end and done // spe in run["snapshot_epochs"]:
+                e = done // spe
+                path = out_dir / f"epoch{e:03d}.pt"
+                state.snapshots[e] = str(path)
+                models.save_checkpoint(path, netG, netD, name=name, run=run, epoch=e, step=done,
+                                       snapshots=state.snapshots, data_meta=data_meta, provenance=provenance())
+                log.info("run %s: snapshot after epoch %d -> %s", name, e, path)
+            if keep:
+                state.train_time_s += time.time() - session_t0
+                session_t0 = time.time()
+                _save_resumable(ckpt_dir, netG, netD, optG, optD, zgen, state, fingerprint)
+                clock.saved()
+            if stop_request.requested and done < stop:
+                bar.close()
+                raise preemption.TrainingInterrupted(
+                    f"run {name}: stopped by {stop_request.signal_name} after step {done} of {stop}; the checkpoint "
+                    f"{ckpt_dir}/step{done:09d}.pt is written and a rerun resumes from it")
+            _after_step(done)
     bar.close()
     state.train_time_s += time.time() - session_t0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -319,30 +320,28 @@ def test_celeba_without_gdown_is_announced_with_every_file_and_md5(tmp_path):
 
 # Rules whose library code runs torch on config `device` (auto: a GPU where there is one).
 GPU_RULES = {"train_gan", "dedup_train_autoencoder", "dedup_hash_shard", "features_extract", "features_kmeans",
-             "svm_fit", "svm_supervised_cnn", "mnist_eval_select_epoch", "mnist_eval_generated", "mnist_eval_real"}
+             "svm_fit", "svm_supervised_cnn", "mnist_eval_select_epoch", "mnist_eval_generated", "mnist_eval_real",
+             # figures load a generator on config `device`
+             "figures_sample_sheet", "figures_fig04_interpolation", "figures_fig05_guided_backprop",
+             "figures_fig06_window_dropout", "figures_fig07_vector_arithmetic", "figures_fig08_turn_vector",
+             "figures_fig09_mnist_samples", "figures_authors_svhn_samples"}
 # Rules that receive the device setting but run on the CPU, with the reason.
 CPU_RULES = {"dedup_check": "dedup_check.run trains its autoencoders with dedup.train_autoencoder's default CPU "
                             "device"}
-# Figure rules load a generator on config `device` too; figures.smk is changed separately and declares gpu=1 then.
-PENDING_GPU = {"figures_sample_sheet", "figures_fig04_interpolation", "figures_fig05_guided_backprop",
-               "figures_fig06_window_dropout", "figures_fig07_vector_arithmetic", "figures_fig08_turn_vector",
-               "figures_fig09_mnist_samples", "figures_authors_svhn_samples"}
 
 
 def test_every_rule_that_can_use_the_gpu_declares_it():
     """A rule given config `device` in the torch env either declares resources gpu=1 (so --resources gpu=N and SLURM
     --gpus count it) or is listed as CPU-only with the reason."""
-    undeclared = set()
     for name, (_, block) in rule_blocks().items():
         gets_device = "common=common_params()" in block and '"../../envs/torch.yaml"' in block
         declares = re.search(r"\n    resources:(\n        .*)*\n        gpu=1\b", block) is not None
         if name in GPU_RULES:
             assert declares, f"rule {name} runs torch on the configured device but declares no gpu=1"
         elif declares:
-            assert name in PENDING_GPU, f"rule {name} declares gpu=1: add it to GPU_RULES"
-        elif gets_device and name not in CPU_RULES:
-            undeclared.add(name)
-    assert undeclared <= PENDING_GPU, f"rules given `device` that declare no gpu=1: {sorted(undeclared - PENDING_GPU)}"
+            raise AssertionError(f"rule {name} declares gpu=1: add it to GPU_RULES")
+        else:
+            assert not gets_device or name in CPU_RULES, f"rule {name} is given `device` but declares no gpu=1"
 
 
 def test_gpu_jobs_never_exceed_the_gpus_given(tmp_path):
@@ -504,3 +503,68 @@ def test_pin_job_hides_gpus_from_cpu_jobs_and_keeps_a_schedulers_choice(tmp_path
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(RuntimeError, match="no GPU to claim"):
         gpu.claim_gpu(lock_dir=tmp_path, timeout_s=1)
+
+
+# --- every workflow job: its GPU chosen and checked before torch starts CUDA (runtime.place_job) -----------------
+
+JOB_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
+from dcgan_repro import runtime
+runtime.rule_context(snakemake)
+import torch
+with open(snakemake.output[0], "w") as f:
+    json.dump({{"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "cuda": torch.cuda.is_available()}}, f)
+"""
+
+
+def _job_workflow(tmp_path: Path, device: str) -> Path:
+    """A one-rule workflow whose job starts as every rule script does (runtime.rule_context)."""
+    (tmp_path / "job.py").write_text(JOB_SCRIPT.format(repo=str(REPO)))
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
+        configfile: "{REPO / 'config.yaml'}"
+        config["device"] = "{device}"
+        rule gpu_job:
+            output: "gpu.json"
+            log: "gpu.log"
+            resources: gpu=1
+            script: "job.py"
+        rule cpu_job:
+            output: "cpu.json"
+            log: "cpu.log"
+            script: "job.py"
+        """))
+    return tmp_path
+
+
+def test_a_gpu_job_without_usable_cuda_fails_with_the_reason(tmp_path):
+    """A job given a GPU (resources gpu=1; the scheduler's CUDA_VISIBLE_DEVICES names one) on a machine where torch
+    cannot use CUDA stops at its start, naming why, instead of training on the CPU; a job without gpu sees none."""
+    wd = _job_workflow(tmp_path, "auto")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_ID": "7"}
+    if gpu.cuda_problem(gpu.cuda_facts()) is None:
+        pytest.skip("this machine has a usable GPU")
+    out = subprocess.run([*SNAKEMAKE, "gpu.json", "--cores", "1"], cwd=wd, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode != 0 and not (wd / "gpu.json").exists()
+    log = (wd / "gpu.log").read_text()
+    assert "was given a GPU but cannot use it" in log + out.stderr, log[-2000:]
+    out = subprocess.run([*SNAKEMAKE, "cpu.json", "--cores", "1"], cwd=wd, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((wd / "cpu.json").read_text()) == {"visible": "", "cuda": False}
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_cpu_runs_keep_working_where_there_is_no_gpu(tmp_path, device):
+    """device cpu never touches CUDA_VISIBLE_DEVICES; device auto on a machine with no GPU at all (none listed)
+    runs a gpu=1 job on the CPU with a warning."""
+    wd = _job_workflow(tmp_path, device)
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    if gpu.visible_gpus():
+        pytest.skip("this machine lists a GPU")
+    out = subprocess.run([*SNAKEMAKE, "gpu.json", "--cores", "1"], cwd=wd, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((wd / "gpu.json").read_text())["visible"] is None
+    assert ("this machine has no GPU" in (wd / "gpu.log").read_text()) == (device == "auto")

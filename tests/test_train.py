@@ -129,6 +129,64 @@ def test_sigkilled_process_resumes_bitwise_identical(tmp_path):
     assert stats(out_full) == stats(out_res)
 
 
+SIGNAL_CHILD = """
+import json, os, signal, sys
+import torch
+from dcgan_repro import train
+torch.set_num_threads(1)
+run, data, out, ck, common, signame = json.loads(sys.argv[1])
+
+def signal_at_6(step):
+    if step == 6:    # the scheduler's signal arrives during step 7
+        os.kill(os.getpid(), getattr(signal, signame))
+
+train._after_step = signal_at_6
+train.train_gan(run, "t", data, os.path.join(out, "model.pt"), os.path.join(out, "summary.json"), ck, common)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_writes_a_checkpoint_and_the_resume_is_bitwise_identical(tmp_path, signame):
+    """SIGTERM (a time limit, a preemption, scancel) or SIGUSR1 (sbatch --signal) in mid-run: the process finishes
+    its step, writes a checkpoint there (step 7: off the step grid, which has none before the epoch end at 10) and
+    stops with an error; the rerun resumes from step 7 and ends with the uninterrupted run's weights."""
+    import subprocess
+    import sys
+
+    run = make_run(checkpoint_every=100)                       # step checkpoints at epoch ends (5, 10, 15) only
+    data = make_data(tmp_path, "svhn32")
+    _, out_full = fit(tmp_path, "full", run, data)
+    out, ck = tmp_path / "stopped", tmp_path / "ck_stopped"
+    args = [run, str(data), str(out), str(ck), COMMON, signame]
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_CHILD, json.dumps(args)], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"stopped by {signame} after step 7 of 15" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in ck.glob("step*.pt")) == ["step000000005.pt", "step000000007.pt"]
+    assert not (out / "model.pt").exists()
+    resumed, out_res = fit(tmp_path, "stopped", run, data)
+    assert resumed["resumed_from_step"] == 7 and resumed["steps"] == 15
+    same_weights(out_full / "model.pt", out_res / "model.pt")
+    same_weights(out_full / "epoch003.pt", out_res / "epoch003.pt")
+
+
+def test_checkpoints_follow_the_clock_and_the_step_grid():
+    from dcgan_repro.preemption import CheckpointClock
+
+    now = [0.0]
+    clock = CheckpointClock(every_steps=0, minutes=20, clock=lambda: now[0])
+    assert not clock.due(1000, epoch_end=True)                 # by the clock only: an epoch end is no reason
+    now[0] = 20 * 60 - 1
+    assert not clock.due(1001, epoch_end=False)
+    now[0] = 20 * 60
+    assert clock.due(1002, epoch_end=False)
+    clock.saved()
+    assert not clock.due(1003, epoch_end=False)
+    grid = CheckpointClock(every_steps=4, minutes=20, clock=lambda: now[0])
+    assert [s for s in range(1, 13) if grid.due(s, epoch_end=s % 5 == 0)] == [4, 5, 8, 10, 12]
+    with pytest.raises(ValueError, match="checkpoint_minutes"):
+        CheckpointClock(every_steps=0, minutes=0)
+
+
 def test_max_steps_stop_then_continue(tmp_path):
     run = make_run()
     data = make_data(tmp_path, "svhn32")

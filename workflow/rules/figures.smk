@@ -18,6 +18,8 @@ rule figures_sample_sheet:
         "logs/results/figures/{sheet}.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         run=lambda w: SAMPLE_SHEETS[w.sheet][0],
         epoch=lambda w: SAMPLE_SHEETS[w.sheet][1],
@@ -44,6 +46,8 @@ rule figures_fig04_interpolation:
         "logs/results/figures/fig04_interpolation.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         figures=config["figures"],
         common=common_params(),
@@ -67,6 +71,8 @@ rule figures_fig05_guided_backprop:
         "logs/results/figures/fig05_guided_backprop.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         figures=config["figures"],
         common=common_params(),
@@ -91,6 +97,8 @@ rule figures_fig06_window_dropout:
         "logs/results/figures/fig06_window_dropout.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         figures=config["figures"],
         common=common_params(),
@@ -116,6 +124,8 @@ rule figures_fig07_vector_arithmetic:
         "logs/results/figures/fig07_vector_arithmetic.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         figures=config["figures"],
         common=common_params(),
@@ -141,6 +151,8 @@ rule figures_fig08_turn_vector:
         "logs/results/figures/fig08_turn_vector.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         figures=config["figures"],
         common=common_params(),
@@ -168,6 +180,8 @@ rule figures_fig09_mnist_samples:
         "logs/results/figures/fig09_mnist_samples.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         figures=config["figures"],
         common=common_params(),
@@ -190,6 +204,8 @@ rule figures_authors_svhn_samples:
         "logs/results/figures/authors_svhn_samples.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=1,  # loads a generator on config device (a GPU where there is one)
     params:
         weights=config["weights"]["svhn"],
         figures=config["figures"],
