@@ -29,6 +29,7 @@ include: "workflow/rules/svm.smk"
 include: "workflow/rules/mnist_eval.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/ablation.smk"
 
 
 # Every table and figure, less those needing data you must still supply (announced when the workflow is parsed).

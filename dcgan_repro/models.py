@@ -421,6 +421,11 @@ def build_models(run: dict[str, Any]) -> tuple[_Net, _Net]:
     with the recipe's init from torch's global RNG (seed it first: :func:`dcgan_repro.runtime.seed_everything`).
     """
     _check_run(run)
+    if run.get("variant") is not None:   # ablation switches (Sec. 3-4): dcgan_repro/model_variants.py
+        from . import model_variants, variant_switches
+
+        if variant_switches.check_variant(run):   # any switch off its baseline; else the code below, unchanged
+            return model_variants.build_models(run)
     model, recipe, nz, ngf, ndf = (run[k] for k in ARCH_KEYS)
     eps = PAPER_BN_EPS if recipe == "paper" else TORCH_BN_EPS
     common = dict(eps=eps, model=model, recipe=recipe)
@@ -638,7 +643,10 @@ def _plain(obj: Any) -> Any:
 
 
 def _arch(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: run.get(k) for k in ARCH_KEYS}
+    arch = {k: run.get(k) for k in ARCH_KEYS}
+    if run.get("variant"):                  # variant switches change the architecture too (model_variants)
+        arch["variant"] = dict(run["variant"])
+    return arch
 
 
 def load_checkpoint(path: io.PathLike, device: str | torch.device = "cpu",

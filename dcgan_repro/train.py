@@ -24,15 +24,14 @@ file and add start-up time that dominates the small runs.
 
 Outputs: ``model.pt`` and ``epochNNN.pt`` snapshots (docs/CONTRACTS.md "Models"), ``stats.jsonl`` (one JSON
 line per ``log_every`` steps) and ``samples/stepNNNNNNN.png`` (a grid from a fixed z every ``sample_every``
-steps) next to model.pt, and the train summary JSON. Resumable checkpoints (nets, optimisers, step, all RNG
-states) go to ``checkpoint_dir`` every ``checkpoint_minutes`` of wall time, every ``checkpoint_every`` steps and at
-each epoch end where that is > 0, and at once on SIGTERM / SIGUSR1 / Ctrl-C, after which the run stops
-(:mod:`dcgan_repro.preemption`); a rerun resumes from
-the newest one that loads, and on CPU ends with bitwise the same weights as an uninterrupted run
-(tests/test_train.py). One that does not load (cut short by a crash or a full disk) is renamed to
-``stepNNNNNNNNN.pt.corrupt`` with a warning and the next older one is tried; old ones are pruned only after a
-new one is in place.
-Checkpoints are removed once all epochs are done (so a forced rerun retrains); a ``max_steps`` stop keeps them,
+steps) next to model.pt, and the train summary JSON. Resumable checkpoints (nets, optimisers, step, all RNG states)
+go to ``checkpoint_dir`` every ``checkpoint_minutes`` of wall time, every ``checkpoint_every`` steps and at each
+epoch end where that is > 0, and at once on SIGTERM / SIGUSR1 / Ctrl-C, after which the run stops
+(:mod:`dcgan_repro.preemption`); a rerun resumes from the newest one that loads (:mod:`dcgan_repro.resumable`), and
+on CPU ends with bitwise the same weights as an uninterrupted run (tests/test_train.py). One that does not load
+(cut short by a crash or a full disk) is renamed to ``stepNNNNNNNNN.pt.corrupt`` with a warning and the next older
+one is tried; old ones are pruned only after a new one is in place. Checkpoints are removed once all epochs are
+done (so a forced rerun retrains); a ``max_steps`` stop keeps them,
 so raising ``max_steps`` (or setting 0) continues the same run.
 
 Speed (benchmarks/bench_train.py against a plain pytorch/examples dcgan/main.py loop with the same nets, batch
@@ -50,14 +49,10 @@ and what was tried and dropped, are in benchmarks/README.md.
 from __future__ import annotations
 
 import collections
-import copy
-import hashlib
 import itertools
 import json
 import logging
 import math
-import random
-import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -72,16 +67,11 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import io, models, preemption, runtime
+from . import io, models, preemption, resumable, runtime
 from .images import image_grid
 
 log = logging.getLogger(__name__)
 
-# Settings that may change between a stop and a resume without changing the trajectory (snapshot_epochs is
-# derived from snapshot_every: which generators are kept, not how they are trained).
-RESUME_FREE_KEYS = frozenset({"max_steps", "checkpoint_every", "checkpoint_minutes", "sample_every", "log_every",
-                              "snapshot_every", "snapshot_epochs"})
-KEEP_CHECKPOINTS = 2          # newest resumable checkpoints kept on disk
 CHECKPOINT_MINUTES = 20.0     # for run dicts built by hand (tests, benchmarks); workflow runs set checkpoint_minutes
 PREFETCH = 2                  # minibatches read ahead by the loader thread
 # Collapse detector: D's loss (real + fake BCE) averaged over a logging window below this floor, for this many
@@ -327,7 +317,7 @@ def compiled_step(gan_step: GanStep, probe: tuple[Tensor, Tensor, Tensor | None]
     to compile (benchmarks/README.md); meant for GPUs.
     """
     netG, netD, optG, optD = gan_step.netG, gan_step.netD, gan_step.optG, gan_step.optD
-    saved = _training_state(netG, netD, optG, optD, zgen)
+    saved = resumable.training_state(netG, netD, optG, optD, zgen)
     try:
         fast = GanStep(torch.compile(netG), torch.compile(netD), optG, optD, paper=gan_step.paper,
                        device=gan_step.device, precision=gan_step.precision)
@@ -337,188 +327,13 @@ def compiled_step(gan_step: GanStep, probe: tuple[Tensor, Tensor, Tensor | None]
         raise
     except Exception as e:   # noqa: BLE001 - whatever stops compiling means: train eagerly
         log.warning("run %s: compile requested but torch.compile fails here (%s); training without it",
-                    name, _error_text(e))
+                    name, resumable.error_text(e))
         fast = gan_step
     finally:
-        _restore_training_state(saved, netG, netD, optG, optD, zgen)
+        resumable.restore_training_state(saved, netG, netD, optG, optD, zgen)
         for opt in (optG, optD):
             opt.zero_grad(set_to_none=True)
     return fast
-
-
-# --- checkpoints ---------------------------------------------------------------------------------------------
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-            "python": random.getstate()}
-
-
-def _set_rng_state(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    n = s["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    v, internal, gauss = s["python"]
-    random.setstate((v, tuple(internal), gauss))
-
-
-_CHECKPOINT_NAME = re.compile(r"step(\d{9,})\.pt")     # not .step*.tmp.pt (atomic writes) nor *.pt.corrupt*
-_CHECKPOINT_KEYS = ("netG", "netD", "optG", "optD", "zgen", "rng", "state", "fingerprint")
-
-
-def _checkpoint_files(d: Path) -> list[Path]:
-    """Resumable checkpoints in ``d`` (exactly ``step<digits>.pt``), newest (highest step) first."""
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _CHECKPOINT_NAME.fullmatch(p.name))]
-    return [p for _, p in sorted(found, key=lambda sp: sp[0], reverse=True)]
-
-
-def _fingerprint(run: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
-    """What a checkpoint must agree on to be resumed: the trajectory-deciding config and the data's shape."""
-    return {"run": {k: v for k, v in sorted(run.items()) if k not in RESUME_FREE_KEYS},
-            "data_shape": list(x.shape)}
-
-
-def _save_resumable(d: Path, netG, netD, optG, optD, zgen: torch.Generator, state: _State,
-                    fingerprint: dict[str, Any]) -> None:
-    obj = {"netG": models.cpu_state(netG), "netD": models.cpu_state(netD), "optG": optG.state_dict(),
-           "optD": optD.state_dict(), "zgen": zgen.get_state(), "rng": _rng_state(),
-           "state": {"step": state.step, "snapshots": dict(state.snapshots), "low_d_steps": state.low_d_steps,
-                     "train_time_s": state.train_time_s},
-           "fingerprint": fingerprint}
-    with io.atomic_path(d / f"step{state.step:09d}.pt") as tmp:
-        torch.save(obj, tmp)
-    # only now that the new file is in place (a failed save raises above and prunes nothing): the older kept one
-    # is still there should the new one turn out unreadable on the next start
-    for old in _checkpoint_files(d)[KEEP_CHECKPOINTS:]:
-        old.unlink()
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """A resumable checkpoint's contents; raises on anything that is not one (truncated, empty, garbage, ...)."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ck, dict):
-        raise ValueError(f"holds a {type(ck).__name__}, not a checkpoint dict")
-    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
-    if missing:
-        raise ValueError(f"missing keys {missing}")
-    fp = ck["fingerprint"]
-    if not (isinstance(fp, dict) and isinstance(fp.get("run"), dict) and "data_shape" in fp):
-        raise ValueError("malformed fingerprint")
-    return ck
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename a checkpoint that does not load to ``<name>.corrupt`` (``.corrupt.1``, ... if taken): it no longer
-    matches ``_checkpoint_files``, so it is never resumed nor pruned, and never overwrites an earlier one."""
-    dest, n = path.with_name(f"{path.name}.corrupt"), 0
-    while dest.exists():
-        n += 1
-        dest = path.with_name(f"{path.name}.corrupt.{n}")
-    path.rename(dest)
-    return dest
-
-
-def _error_text(e: BaseException) -> str:
-    """``Type: first sentence`` of an error (torch's load errors go on for lines, with advice that does not apply
-    here, e.g. to load with ``weights_only=False``)."""
-    text = str(e).strip().split("\n", 1)[0]
-    text = text.split(". ", 1)[0].rstrip(".")
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _resume(d: Path, name: str, netG, netD, optG, optD, zgen: torch.Generator, state: _State,
-            fingerprint: dict[str, Any]) -> None:
-    """Load the newest checkpoint in ``d`` that loads into the nets/optimisers/RNGs/state, if there is one.
-
-    A checkpoint that fails to load or apply (truncated, empty, garbage, wrong structure) is renamed to
-    ``<name>.corrupt`` with a warning and the next older one is tried; if none loads, nothing is changed (the
-    run starts from step 0, exactly as a fresh one). Checkpoints made under a different config (or data) are
-    moved aside to ``<d>.stale-<hash>``, never silently resumed nor overwritten.
-    """
-    moved: list[Path] = []
-    initial = None
-    for path in _checkpoint_files(d):
-        stale = False
-        try:
-            ck = _read_checkpoint(path)
-            stale = ck["fingerprint"] != fingerprint
-            if not stale:
-                if initial is None:   # what a failed half-way apply is rolled back to
-                    initial = _training_state(netG, netD, optG, optD, zgen)
-                _apply_checkpoint(ck, netG, netD, optG, optD, zgen, state)
-        except MemoryError:
-            raise
-        except Exception as e:   # noqa: BLE001 - any failure to load means: not resumable, try the older one
-            if initial is not None:
-                _restore_training_state(initial, netG, netD, optG, optD, zgen)
-            size = path.stat().st_size
-            dest = _move_aside(path)
-            moved.append(dest)
-            log.warning("run %s: checkpoint %s (%d bytes) cannot be resumed (%s); moved it to %s and trying the "
-                        "next older checkpoint", name, path, size, _error_text(e), dest)
-            continue
-        if stale:   # the newest checkpoint that loads was made with other settings: the whole folder goes
-            _move_stale(d, name, ck["fingerprint"], fingerprint)
-            return
-        log.info("run %s: resumed from %s (step %d)", name, path, state.step)
-        return
-    if moved:
-        log.warning("run %s: no checkpoint in %s could be resumed (moved aside: %s); starting from step 0",
-                    name, d, ", ".join(map(str, moved)))
-
-
-def _training_state(netG, netD, optG, optD, zgen: torch.Generator) -> dict[str, Any]:
-    return {"netG": {k: v.detach().clone() for k, v in netG.state_dict().items()},
-            "netD": {k: v.detach().clone() for k, v in netD.state_dict().items()},
-            "optG": copy.deepcopy(optG.state_dict()), "optD": copy.deepcopy(optD.state_dict()),
-            "zgen": zgen.get_state(), "rng": _rng_state()}
-
-
-def _restore_training_state(s: dict[str, Any], netG, netD, optG, optD, zgen: torch.Generator) -> None:
-    netG.load_state_dict(s["netG"])
-    netD.load_state_dict(s["netD"])
-    optG.load_state_dict(copy.deepcopy(s["optG"]))
-    optD.load_state_dict(copy.deepcopy(s["optD"]))
-    zgen.set_state(s["zgen"])
-    _set_rng_state(s["rng"])
-
-
-def _apply_checkpoint(ck: dict[str, Any], netG, netD, optG, optD, zgen: torch.Generator, state: _State) -> None:
-    s = ck["state"]
-    step, low_d_steps, train_time_s = int(s["step"]), int(s["low_d_steps"]), float(s["train_time_s"])
-    snapshots = {int(k): v for k, v in s["snapshots"].items()}
-    netG.load_state_dict(ck["netG"])
-    netD.load_state_dict(ck["netD"])
-    optG.load_state_dict(ck["optG"])
-    optD.load_state_dict(ck["optD"])
-    zgen.set_state(ck["zgen"])
-    _set_rng_state(ck["rng"])
-    state.step, state.low_d_steps, state.train_time_s, state.snapshots = step, low_d_steps, train_time_s, snapshots
-    state.resumed_from = step
-
-
-def _move_stale(d: Path, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Move the checkpoint folder ``d`` (made with fingerprint ``old``) aside to ``<d>.stale-<hash>``."""
-    diff = {k: (old["run"].get(k), new["run"].get(k)) for k in old["run"].keys() | new["run"].keys()
-            if old["run"].get(k) != new["run"].get(k)}
-    if old["data_shape"] != new["data_shape"]:
-        diff["data_shape"] = (old["data_shape"], new["data_shape"])
-    tag = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
-    stale = d.with_name(f"{d.name}.stale-{tag}")
-    log.warning("run %s: checkpoints in %s were made with different settings (checkpoint, now): %s; moving "
-                "them to %s and starting from step 0", name, d, diff, stale)
-    if stale.exists():
-        shutil.rmtree(stale)
-    d.rename(stale)
 
 
 # --- progress: stats.jsonl, sample grids, tqdm into the log --------------------------------------------------
@@ -607,8 +422,8 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
 
     state = _State()
     ckpt_dir = Path(checkpoint_dir)
-    fingerprint = _fingerprint(run, x)
-    _resume(ckpt_dir, name, netG, netD, optG, optD, zgen, state, fingerprint)
+    fingerprint = resumable.fingerprint_of(run, x)
+    resumable.load_newest(ckpt_dir, name, netG, netD, optG, optD, zgen, state, fingerprint)
     for opt in (optG, optD):
         set_adam_impl(opt)                          # a loaded state_dict brings the saving run's setting back
     out_dir = Path(out_model).parent
@@ -727,7 +542,7 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
             if keep:
                 state.train_time_s += time.time() - session_t0
                 session_t0 = time.time()
-                _save_resumable(ckpt_dir, netG, netD, optG, optD, zgen, state, fingerprint)
+                resumable.save(ckpt_dir, netG, netD, optG, optD, zgen, state, fingerprint)
                 clock.saved()
             if stop_request.requested and done < stop:
                 bar.close()
@@ -761,7 +576,7 @@ def train_gan(run: dict[str, Any], name: str, data_dir: io.PathLike, out_model: 
     }
     io.write_json(out_summary, summary)
     if finished:   # crash-recovery state is no longer needed; a forced rerun must retrain, not reload
-        for f in _checkpoint_files(ckpt_dir):
+        for f in resumable.files(ckpt_dir):
             f.unlink()
     log.info("run %s: %s after %d steps (%d epochs), %.1f s training, %s images/s -> %s", name,
              "finished" if finished else "stopped at max_steps", state.step, epoch_done, state.train_time_s,

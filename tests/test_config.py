@@ -61,6 +61,10 @@ def test_the_example_paths_file_is_a_valid_second_config_file(paper, tmp_path):
     update_config(merged, example)
     for key in ("imagenet32", "svhn"):
         merged["weights"][key] = str(tmp_path)
+    for section, key in (("dedup", "photos"), ("faces", "composites")):
+        assert key in example["checks"][section]
+        merged["checks"][section][key] = str(tmp_path / f"{key}.npz")
+        (tmp_path / f"{key}.npz").write_bytes(b"")
     validate_config(merged)
 
 

@@ -69,7 +69,8 @@ def test_download_rules_are_local_rules_and_ingest_reads_only_local_files(tmp_pa
     assert res.returncode == 0, res.stderr[-3000:]
     local = re.search(r"LOCALRULES (\[.*?\]) GROUPED (\[.*?\])", res.stdout)
     assert local, res.stdout[-2000:]
-    assert eval(local.group(1)) == ["data_download"]  # a grouped rule is never local: none is grouped
+    # the downloads: datasets, and the FID Inception weights (a grouped rule is never local: none is grouped)
+    assert eval(local.group(1)) == ["ablation_fid_weights", "data_download"]
     assert eval(local.group(2)) == []
     script = (REPO / "workflow" / "scripts" / "data_ingest.py").read_text()
     assert "offline=True" in script
@@ -324,10 +325,13 @@ GPU_RULES = {"train_gan", "dedup_train_autoencoder", "dedup_hash_shard", "featur
              # figures load a generator on config `device`
              "figures_sample_sheet", "figures_fig04_interpolation", "figures_fig05_guided_backprop",
              "figures_fig06_window_dropout", "figures_fig07_vector_arithmetic", "figures_fig08_turn_vector",
-             "figures_fig09_mnist_samples", "figures_authors_svhn_samples"}
+             "figures_fig09_mnist_samples", "figures_authors_svhn_samples",
+             # the ablation's training and scoring runs
+             "ablation_train", "ablation_score"}
 # Rules that receive the device setting but run on the CPU, with the reason.
 CPU_RULES = {"dedup_check": "dedup_check.run trains its autoencoders with dedup.train_autoencoder's default CPU "
-                            "device"}
+                            "device",
+             "ablation_classifier": "a small MNIST classifier trained on the CPU (ablation.frechet.train_classifier)"}
 
 
 def test_every_rule_that_can_use_the_gpu_declares_it():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcgan_repro import io, models, runtime, train
+from dcgan_repro import io, models, resumable, runtime, train
 
 torch.set_num_threads(1)
 COMMON = {"preset": "test", "device": "cpu", "precision": "fp32"}
@@ -349,7 +349,7 @@ def test_corrupt_files_are_never_resumed_nor_overwritten(tmp_path, stopped_run, 
     d.mkdir()
     for n in names:
         (d / n).touch()
-    assert [p.name for p in train._checkpoint_files(d)] == ["step1000000000.pt", "step999999999.pt",
+    assert [p.name for p in resumable.files(d)] == ["step1000000000.pt", "step999999999.pt",
                                                            "step000000008.pt"]
 
 
@@ -382,7 +382,7 @@ def test_a_failed_checkpoint_write_prunes_nothing(tmp_path, stopped_run, monkeyp
 
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OSError, match="No space"):
-        train._save_resumable(ck, *args)
+        resumable.save(ck, *args)
     assert sorted(p.name for p in ck.iterdir()) == ["step000000008.pt", "step000000010.pt"]
 
     def checked_save(obj, f):                                  # while the new file is written, nothing is pruned
@@ -390,7 +390,7 @@ def test_a_failed_checkpoint_write_prunes_nothing(tmp_path, stopped_run, monkeyp
         real_save(obj, f)
 
     monkeypatch.setattr(torch, "save", checked_save)
-    train._save_resumable(ck, *args)
+    resumable.save(ck, *args)
     assert sorted(p.name for p in ck.iterdir()) == ["step000000010.pt", "step000000012.pt"]
     assert torch.load(ck / "step000000012.pt", weights_only=True)["state"]["step"] == 12
 
@@ -505,10 +505,10 @@ def test_rng_states_round_trip():
     import random
 
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
-    saved = train._rng_state()
+    saved = resumable.rng_state()
     first = (torch.rand(3), np.random.rand(3), random.random())
     torch.manual_seed(9), np.random.seed(9), random.seed(9)
-    train._set_rng_state(saved)
+    resumable.set_rng_state(saved)
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dcgan_repro import models, runtime, train
-from tests.test_train import COMMON, Crash, fit, make_data, make_run, same_weights
+# pytest puts tests/ on sys.path; not `from tests.test_train`: torch-fidelity installs a top-level `tests` package
+from test_train import COMMON, Crash, fit, make_data, make_run, same_weights
 
 torch.set_num_threads(1)
 

@@ -210,11 +210,12 @@ def target_datasets():
         return {ds}.union(*trained)
 
     tables = {"table1_cifar10": svm("cifar10"), "table2_svhn": svm("svhn"), "table3_mnist": mnist}
+    tables["curation_checks"] = set()  # reads only the files of config checks, no dataset
     figures = {sheet: run_data(run) for sheet, (run, _) in SAMPLE_SHEETS.items()}
     figures.update(
         fig04_interpolation=run_data(config["figures"]["interp_run"]),
-        fig05_guided_backprop=run_data("lsun"),
-        fig06_window_dropout=run_data("lsun"),
+        fig05_guided_backprop=run_data(config["figures"]["guided_run"]),
+        fig06_window_dropout=run_data(config["figures"]["window_run"]),
         fig07_vector_arithmetic=run_data("faces"),
         fig08_turn_vector=run_data("faces"),
         fig09_mnist_samples=mnist,
@@ -236,7 +237,10 @@ def dropped_targets():
 
 
 def final_targets():
-    """Rule all: every table and figure, less those that need data the user must still supply (announced)."""
+    """Rule all: every table and figure, less those that need data the user must still supply (announced); under
+    the record preset, the record's (record_targets)."""
+    if IN_RECORD:
+        return record_targets()
     return [t for t, datasets in target_datasets().items() if not datasets & MISSING.keys()]
 
 
@@ -254,7 +258,7 @@ def crops_mem_mb(w, input):
 
 def remind_missing():
     """One line after a run (onsuccess, onerror): what rule all left out, and why."""
-    if MISSING:
+    if MISSING and not IN_RECORD:
         print(
             f"dcgan-repro: {sum(map(len, dropped_targets().values()))} targets were left out of rule all until you "
             f"supply {', '.join(s.key for s in MISSING.values())} (the notice at the start says what to place where; "
@@ -263,9 +267,65 @@ def remind_missing():
         )
 
 
+# --- the reproduction record (presets/record.yaml), committed under record/ --------------------------------------
+# The record holds what the real data of a 2-core CPU machine allows: the targets of rule all that read only the
+# datasets below (target_datasets), so later tables and figures join it by themselves. Those needing LSUN, ImageNet,
+# SVHN or CelebA are left out (never downloaded) and said so. Only the record preset writes into record/, and it
+# writes nowhere else, so the demo, the tests and other presets never touch the committed record.
+RECORD_PRESET = "record"
+RECORD_DIR = Path(workflow.basedir, "record").resolve()
+RECORD_DATASETS = {"mnist", "cifar10", "faces"}  # config data.<name>: MNIST, the CIFAR-10 subset, face crops
+IN_RECORD = config["preset"] == RECORD_PRESET
+
+
+def check_record_folder():
+    """Refuse, before any job: the record preset outside record/, or another preset in (or under) record/."""
+    here = Path.cwd().resolve()
+    command = (
+        f"cd {workflow.basedir} && snakemake --cores 2 --directory record --configfile presets/record.yaml "
+        "my_paths.yaml"
+    )
+    if IN_RECORD and here != RECORD_DIR:
+        raise ValueError(
+            f"preset '{RECORD_PRESET}' writes the committed reproduction record and runs only in {RECORD_DIR}, not "
+            f"in {here}: {command}"
+        )
+    if not IN_RECORD and (here == RECORD_DIR or RECORD_DIR in here.parents):
+        raise ValueError(
+            f"{RECORD_DIR} holds the committed reproduction record, written only by presets/record.yaml ({command}); "
+            f"preset '{config['preset']}' must not write there: run it elsewhere (--directory <another folder>)"
+        )
+
+
+check_record_folder()
+
+
+def record_targets():
+    """The record: the targets of rule all that read only RECORD_DATASETS (or no dataset) and no missing supply."""
+    return [t for t, ds in target_datasets().items() if ds <= RECORD_DATASETS and not ds & MISSING.keys()]
+
+
+def record_left_out():
+    """Targets of rule all the record leaves out -> the datasets they need that it does not read."""
+    return {t: sorted(ds - RECORD_DATASETS) for t, ds in target_datasets().items() if not ds <= RECORD_DATASETS}
+
+
+RECORD_LEFT_OUT = record_left_out() if IN_RECORD else {}
+if IN_RECORD:  # the tables index and views cover the record's tables only (the index then joins the record)
+    TABLES = [t for t in TABLES if not target_datasets()[f"results/tables/{t}.csv"] - RECORD_DATASETS]
+    RECORD_LEFT_OUT = {t: ds for t, ds in RECORD_LEFT_OUT.items() if t not in record_targets()}
+
+
 # Said once, by the snakemake process the user started (not again inside each cluster job), also under -n.
 if workflow.is_main_process:
-    if MISSING:
+    if IN_RECORD:
+        needs = sorted(set().union(*map(set, RECORD_LEFT_OUT.values())))
+        print(
+            f"dcgan-repro: the record leaves out {len(RECORD_LEFT_OUT)} targets that need {', '.join(needs)} (data "
+            "the record's machine does not have; docs/RESULTS.md lists them)",
+            file=sys.stderr,
+        )
+    elif MISSING:
         print(supply.notice(list(MISSING.values()), dropped_targets()), file=sys.stderr)
     # A local run (no cluster jobs) starts every gpu=1 job at once unless told how many GPUs there are.
     if config["device"] != "cpu" and "gpu" not in workflow.global_resources and not workflow.nodes:
@@ -274,3 +334,42 @@ if workflow.is_main_process:
             "or use --workflow-profile profiles/local, or every GPU job starts at once",
             file=sys.stderr,
         )
+
+
+# --- ablation study (workflow/rules/ablation.smk, docs/ABLATIONS.md) ---------------------------------------------
+# Variant x seed runs of config ablation, checked here so that `snakemake -n` names a bad setting: a baseline that
+# changes something, a variant that changes nothing, a switch that does not apply to the base run's model. A
+# runs.<name>.variant switch that does not apply to its model is refused likewise.
+from dcgan_repro import variant_switches
+from dcgan_repro.ablation import plan as ablation_plan
+
+for _name, _run in config["runs"].items():
+    variant_switches.check_variant(_run, f"runs.{_name}.variant")
+ABLATION = config["ablation"]
+ABLATION_BASE = ABLATION["run"]
+ABLATION_RUNS = {(r.variant, str(r.seed)): r for r in ablation_plan.check_plan(config)}
+ABLATION_KIND = ablation_plan.kind_of(config["runs"][ABLATION_BASE])  # mnist (1-NN, Frechet) | fid
+
+
+def ablation_run(w):
+    """The ablation.AblationRun of a {variant}, {seed} job."""
+    return ABLATION_RUNS[w.variant, w.seed]
+
+
+def ablation_scores():
+    return [f"results/ablation/{v}/s{s}/score.json" for v, s in ABLATION_RUNS]
+
+
+def ablation_score_inputs(w):
+    """Rule ablation_score's inputs: the run's outcome, its data, and the MNIST classifier or the FID weights."""
+    extra = (
+        {"classifier": "results/ablation/classifier/model.pt", "classifier_json": "results/ablation/classifier.json"}
+        if ABLATION_KIND == "mnist"
+        else {"fid_weights": ABLATION["fid"]["weights"]}
+    )
+    return {"train": f"results/ablation/{w.variant}/s{w.seed}/train.json", "data": ablation_data(), **extra}
+
+
+def ablation_data():
+    """The dataset the ablation's runs are scored on (MNIST: with its test split, Table 3's protocol)."""
+    return dataset_dir("mnist") if ABLATION_KIND == "mnist" else train_dataset_dir(ABLATION_BASE)

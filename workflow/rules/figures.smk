@@ -57,8 +57,8 @@ rule figures_fig04_interpolation:
 
 rule figures_fig05_guided_backprop:
     input:
-        model=model_path("lsun"),
-        data=train_dataset_dir("lsun"),
+        model=model_path(config["figures"]["guided_run"]),
+        data=train_dataset_dir(config["figures"]["guided_run"]),
     output:
         png=report(
             "results/figures/fig05_guided_backprop.png",

@@ -1,5 +1,5 @@
 """Rule figures_fig05_guided_backprop: Fig. 5, guided backpropagation of D's last conv features, trained vs random D
-(LSUN)."""
+(run figures.guided_run; paper: LSUN)."""
 from dcgan_repro import runtime
 from dcgan_repro.figures import guided_backprop
 
